@@ -1,0 +1,51 @@
+"""Generated modules: write Python source to the cache folder and import it.
+
+Compiled accessors and compiled user functions are generated as source text, so Numba's
+on-disk cache (which needs a real file) works for them. Each file is named by the hash of
+its text: a changed declaration gives a new file and never a stale cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+
+def cache_dir() -> Path:
+    """Where generated modules and Numba's cache live ($PKTFLOW_CACHE_DIR to move it)."""
+    base = os.environ.get("PKTFLOW_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pktflow"
+    )
+    path = Path(base) / "gen"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_generated_module(prefix: str, source: str) -> ModuleType:
+    """Import `source` as a module from a file named `<prefix>_<hash>.py` in the cache."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    name = f"pktflow_gen_{prefix}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = cache_dir() / f"{name}.py"
+    if not path.exists() or path.read_text() != source:
+        # Atomic replace: another process may be importing the same file right now.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
