@@ -25,14 +25,14 @@ def parse_packet(data, meta, b):
     """Parse one packet in place; returns its FLAGS value."""
     start = meta[b, M.START]
     end = start + meta[b, M.LEN]
-    if end > data.shape[1] or start < 0:
-        end = min(data.shape[1], max(start, 0))
+    if end > data.shape[1]:
+        end = data.shape[1]  # a corrupt LEN must not send the parser out of the row
     for c in (M.L3, M.L4, M.PAYLOAD, M.PROTO, M.MPLS, M.TUNNEL):
         meta[b, c] = -1
     meta[b, M.ETYPE] = -1
     meta[b, M.NVLAN] = 0
     flags = 0
-    if end - start < M.ETH_HLEN:
+    if start < 0 or end - start < M.ETH_HLEN:
         flags |= M.F_BAD_L2
         meta[b, M.FLAGS] = flags
         return flags
@@ -108,8 +108,10 @@ def parse_packet(data, meta, b):
         nh = np.int32(data[b, o + 6])
         p = o + 40
         hops = 0
-        # Hop-by-hop, routing, fragment, destination options (and AH) are skipped.
-        while nh == 0 or nh == 43 or nh == 44 or nh == 60 or nh == 51:
+        # Skipped (RFC 8200 4.1, IANA): hop-by-hop 0, routing 43, fragment 44, AH 51,
+        # destination options 60, mobility 135, HIP 139, shim6 140. ESP (50) ends the chain.
+        while (nh == 0 or nh == 43 or nh == 44 or nh == 60 or nh == 51 or nh == 135
+               or nh == 139 or nh == 140):
             hops += 1
             if hops > MAX_IPV6_EXT or p + 8 > end:
                 flags |= M.F_BAD_L3
@@ -165,6 +167,9 @@ def parse_packet(data, meta, b):
         if l4 + 8 > end:
             flags |= M.F_BAD_L4
             meta[b, M.L4] = -1
+        elif _u16(data, b, l4 + 4) < 8 or l4 + _u16(data, b, l4 + 4) > end:
+            flags |= M.F_BAD_L4  # UDP length field disagrees with the IP length
+            meta[b, M.L4] = -1
         else:
             flags |= M.F_UDP
             meta[b, M.PAYLOAD] = l4 + 8
@@ -190,12 +195,14 @@ def parse_packet(data, meta, b):
             flags |= M.F_BAD_L4
             meta[b, M.L4] = -1
         else:
-            flags |= M.F_GRE
             g = _u16(data, b, l4)
+            # Optional words after the base header: checksum+reserved (C), key (K), seq (S).
             glen = 4 + 4 * (((g >> 15) & 1) + ((g >> 13) & 1) + ((g >> 12) & 1))
             if l4 + glen > end:
                 flags |= M.F_BAD_L4
+                meta[b, M.L4] = -1
             else:
+                flags |= M.F_GRE
                 meta[b, M.PAYLOAD] = l4 + glen
     else:
         meta[b, M.PAYLOAD] = l4

@@ -13,8 +13,32 @@ from typing import Any
 
 from pktflow.packet import meta as M
 from pktflow.packet import protocols  # noqa: F401  (fills the layer registry)
+from pktflow.packet.addr import parse_ipv4, parse_ipv6, parse_mac
 from pktflow.packet.fields import LAYERS, Field, Layer
+from pktflow.packet.ops import LAYER_METHODS, OP_ARG_KINDS, PACKET_METHODS
 from pktflow.packet.pool import Pool
+
+_PARSERS = {"ipv4": parse_ipv4, "ipv6": parse_ipv6, "mac": parse_mac}
+
+
+def _bind_op(key: str | tuple[str, str], fn: Any, pkt: Packet) -> Any:
+    """`fn(data, meta, b, *args)` as a method of one packet, taking address text where the
+    op declares an address argument, and returning plain Python values."""
+    kinds = OP_ARG_KINDS.get(key, ())
+    name = key if isinstance(key, str) else ".".join(key)
+
+    def method(*args: Any) -> Any:
+        conv = [
+            _PARSERS[kinds[i]](a) if isinstance(a, str) and i < len(kinds) and kinds[i]
+            in _PARSERS else a
+            for i, a in enumerate(args)
+        ]
+        result = fn(pkt.pool.data, pkt.pool.meta, pkt.b, *conv)
+        return result.item() if hasattr(result, "item") else result
+
+    method.__name__ = name
+    method.__doc__ = fn.__doc__
+    return method
 
 
 class HeaderMissing(AttributeError):
@@ -45,6 +69,15 @@ class LayerView:
     def offset(self) -> int:
         """Offset of this header from the start of the frame."""
         return self._off - self._pkt.start
+
+    def __getattr__(self, name: str) -> Any:
+        fn = LAYER_METHODS.get((self._layer.name, name))
+        if fn is None:
+            raise AttributeError(
+                f"{self._layer.name} has no field or method {name!r}; fields: "
+                f"{', '.join(f.name for f in self._layer.fields)}"
+            )
+        return _bind_op((self._layer.name, name), fn, self._pkt)
 
     def fields(self) -> dict[str, Any]:
         """Every field that fits in the packet, by name."""
@@ -139,7 +172,10 @@ class Packet:
             return self.has(name[4:])
         layer = LAYERS.get(name)
         if layer is None:
-            raise AttributeError(f"Packet has no attribute {name!r}")
+            fn = PACKET_METHODS.get(name)
+            if fn is None:
+                raise AttributeError(f"Packet has no attribute {name!r}")
+            return _bind_op(name, fn, self)
         if not self.has(name):
             raise HeaderMissing(
                 f"packet has no {name} header (it has: {', '.join(self.layers()) or 'none'})"
