@@ -1,6 +1,6 @@
 """Packet data model and protocol library (layer 1: imports nothing else of pktflow)."""
 
-from pktflow.packet import meta
+from pktflow.packet import build, checksum, meta, ops
 from pktflow.packet.addr import (
     CIDR,
     AddressError,
@@ -18,7 +18,7 @@ from pktflow.packet.pool import Batch, Pool, PoolExhausted, default_pool
 from pktflow.packet.view import HeaderMissing, Packet
 
 __all__ = [
-    "CIDR", "AddressError", "Batch", "Field", "HeaderMissing", "IPv4Addr", "IPv6Addr",
+    "CIDR", "AddressError", "Batch", "build", "checksum", "ops", "Field", "HeaderMissing", "IPv4Addr", "IPv6Addr",
     "LAYERS", "Layer", "MACAddr", "Packet", "Pool", "PoolExhausted", "default_pool", "meta",
     "parse_batch", "parse_cidr", "parse_ipv4", "parse_ipv6", "parse_mac", "parse_packet",
 ]
