@@ -18,7 +18,8 @@ from pktflow.packet.pool import Batch, Pool, PoolExhausted, default_pool
 from pktflow.packet.view import HeaderMissing, Packet
 
 __all__ = [
-    "CIDR", "AddressError", "Batch", "build", "checksum", "ops", "Field", "HeaderMissing", "IPv4Addr", "IPv6Addr",
+    "CIDR", "AddressError", "Batch", "Field", "HeaderMissing", "IPv4Addr", "IPv6Addr",
+    "build", "checksum", "ops",
     "LAYERS", "Layer", "MACAddr", "Packet", "Pool", "PoolExhausted", "default_pool", "meta",
     "parse_batch", "parse_cidr", "parse_ipv4", "parse_ipv6", "parse_mac", "parse_packet",
 ]

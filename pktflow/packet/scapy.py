@@ -15,8 +15,8 @@ from pktflow.packet.view import Packet
 
 def _scapy_l2() -> Any:
     try:
-        from scapy.layers import l2
         from scapy.contrib import mpls  # noqa: F401  (teaches Ether to decode MPLS)
+        from scapy.layers import l2
     except ImportError:
         raise ImportError(
             "Scapy interop needs Scapy: pip install 'pktflow[scapy]' (or pip install scapy)"
