@@ -1,0 +1,189 @@
+"""Numba classification kernels over the arrays built by `build.py`.
+
+Every function takes the table's `state` tuple (one consistent version, read once per
+batch) and a parsed packet `(data, meta, b)`. The per-packet functions back the
+kernel-bound object protocol of the flow compiler (`kernel_methods`) and the tables'
+Python methods alike, so compiled and interpreted code classify identically.
+
+What a rule needs, a packet must have: L3 rules match only IPv4/IPv6 packets (with the
+family of their addresses; ANY/ANY rules both); a rule with a port range matches only
+packets with a TCP or UDP header (not non-first fragments or truncated L4 headers); L2
+rules match only frames with a whole Ethernet header, and a VLAN id only tagged frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from pktflow.acl.build import NO_PORT, NO_VLAN
+from pktflow.packet import meta as M
+from pktflow.packet.accessors import acc
+
+_ONE = np.uint64(1)
+_DEBRUIJN = np.uint64(0x03F79D71B4CA8B09)
+_SHIFT = np.uint64(58)
+_DEBRUIJN_POS = np.zeros(64, dtype=np.int64)
+for _i in range(64):
+    _DEBRUIJN_POS[((1 << _i) * 0x03F79D71B4CA8B09 % (1 << 64)) >> 58] = _i
+_PORT_FLAGS = M.F_TCP | M.F_UDP
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lowest_bit(x):
+    """Index of the lowest set bit of a non-zero uint64."""
+    return _DEBRUIJN_POS[((x & (~x + _ONE)) * _DEBRUIJN) >> _SHIFT]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row(bounds, fstart, field, key):
+    """Row of the interval of `field` that holds `key` (binary search over its starts)."""
+    lo = fstart[field]
+    hi = fstart[field + 1]
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if bounds[mid] <= key:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _first4(bits, r0, r1, r2, r3):
+    for w in range(bits.shape[1]):
+        x = bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w]
+        if x != 0:
+            return w * 64 + _lowest_bit(x)
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _first5(bits, r0, r1, r2, r3, r4):
+    for w in range(bits.shape[1]):
+        x = bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w] & bits[r4, w]
+        if x != 0:
+            return w * 64 + _lowest_bit(x)
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _first7(bits, r0, r1, r2, r3, r4, r5, r6):
+    for w in range(bits.shape[1]):
+        x = (bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w] & bits[r4, w]
+             & bits[r5, w] & bits[r6, w])
+        if x != 0:
+            return w * 64 + _lowest_bit(x)
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _u64_at(view, start):
+    v = np.uint64(0)
+    for i in range(8):
+        v = (v << np.uint64(8)) | np.uint64(view[start + i])
+    return v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ports(data, meta, b, flags):
+    if flags & _PORT_FLAGS:
+        # TCP and UDP keep both ports in their first four bytes.
+        return np.uint64(acc.udp_src_port_get(data, meta, b)), np.uint64(
+            acc.udp_dst_port_get(data, meta, b))
+    return np.uint64(NO_PORT), np.uint64(NO_PORT)
+
+
+@njit(cache=True, nogil=True)
+def l3_match(state, data, meta, b):
+    """Index in the table of the first L3 rule the packet matches, or -1."""
+    v4_bounds, v4_fstart, v4_bits, v4_rule, v6_bounds, v6_fstart, v6_bits, v6_rule, _ = state
+    flags = meta[b, M.FLAGS]
+    if flags & M.F_IPV4:
+        sport, dport = _ports(data, meta, b, flags)
+        pos = _first5(
+            v4_bits,
+            _row(v4_bounds, v4_fstart, 0, np.uint64(acc.ipv4_src_get(data, meta, b))),
+            _row(v4_bounds, v4_fstart, 1, np.uint64(acc.ipv4_dst_get(data, meta, b))),
+            _row(v4_bounds, v4_fstart, 2, np.uint64(meta[b, M.PROTO])),
+            _row(v4_bounds, v4_fstart, 3, sport),
+            _row(v4_bounds, v4_fstart, 4, dport),
+        )
+        return v4_rule[pos] if pos >= 0 else -1
+    if flags & M.F_IPV6:
+        sport, dport = _ports(data, meta, b, flags)
+        src = acc.ipv6_src_get(data, meta, b)
+        dst = acc.ipv6_dst_get(data, meta, b)
+        pos = _first7(
+            v6_bits,
+            _row(v6_bounds, v6_fstart, 0, _u64_at(src, 0)),
+            _row(v6_bounds, v6_fstart, 1, _u64_at(src, 8)),
+            _row(v6_bounds, v6_fstart, 2, _u64_at(dst, 0)),
+            _row(v6_bounds, v6_fstart, 3, _u64_at(dst, 8)),
+            _row(v6_bounds, v6_fstart, 4, np.uint64(meta[b, M.PROTO])),
+            _row(v6_bounds, v6_fstart, 5, sport),
+            _row(v6_bounds, v6_fstart, 6, dport),
+        )
+        return v6_rule[pos] if pos >= 0 else -1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def l3_output(state, data, meta, b):
+    """Output of the first matching L3 rule (Accept 1, Reject 0, flow n); 0 if none."""
+    r = l3_match(state, data, meta, b)
+    return state[8][r] if r >= 0 else 0
+
+
+@njit(cache=True, nogil=True)
+def l3_permit(state, data, meta, b):
+    """True when the first matching L3 rule's output is non-zero (Accept or a flow > 0)."""
+    return l3_output(state, data, meta, b) != 0
+
+
+@njit(cache=True, nogil=True)
+def l3_classify_batch(state, data, meta, idx, n, out):
+    """Outputs of `n` packets `idx[:n]` into `out[:n]`; one version for the whole batch."""
+    for k in range(n):
+        out[k] = l3_output(state, data, meta, idx[k])
+
+
+@njit(cache=True, nogil=True)
+def l2_match(state, data, meta, b):
+    """Index in the table of the first L2 rule the frame matches, or -1."""
+    bounds, fstart, bits, rule, _ = state
+    flags = meta[b, M.FLAGS]
+    start = meta[b, M.START]
+    type_at = start + 12 + 4 * meta[b, M.NVLAN]
+    if flags & M.F_BAD_L2 or type_at + 2 > start + meta[b, M.LEN]:
+        return -1
+    ethertype = (np.uint64(data[b, type_at]) << np.uint64(8)) | np.uint64(data[b, type_at + 1])
+    vlan = np.uint64(acc.vlan_vid_get(data, meta, b)) if flags & M.F_VLAN else np.uint64(NO_VLAN)
+    pos = _first4(
+        bits,
+        _row(bounds, fstart, 0, np.uint64(acc.eth_src_get(data, meta, b))),
+        _row(bounds, fstart, 1, np.uint64(acc.eth_dst_get(data, meta, b))),
+        _row(bounds, fstart, 2, ethertype),
+        _row(bounds, fstart, 3, vlan),
+    )
+    return rule[pos] if pos >= 0 else -1
+
+
+@njit(cache=True, nogil=True)
+def l2_output(state, data, meta, b):
+    """Output of the first matching L2 rule (Accept 1, Reject 0, flow n); 0 if none."""
+    r = l2_match(state, data, meta, b)
+    return state[4][r] if r >= 0 else 0
+
+
+@njit(cache=True, nogil=True)
+def l2_permit(state, data, meta, b):
+    """True when the first matching L2 rule's output is non-zero."""
+    return l2_output(state, data, meta, b) != 0
+
+
+@njit(cache=True, nogil=True)
+def l2_classify_batch(state, data, meta, idx, n, out):
+    """Outputs of `n` frames `idx[:n]` into `out[:n]`; one version for the whole batch."""
+    for k in range(n):
+        out[k] = l2_output(state, data, meta, idx[k])
