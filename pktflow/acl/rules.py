@@ -368,20 +368,23 @@ def _json_values(item: object, keys: tuple[str, ...], defaults: dict[str, str],
         return None
     by_lower = {k.lower(): k for k in keys}
     values = dict(defaults)
+    typed = True
     for k, v in item.items():
         if k.lower() not in by_lower:
             c.fail(f'rule {n}: unknown key "{k}" (known: {", ".join(keys)})')
             continue
         if isinstance(v, bool):
             v = "true" if v else "false"
-        if not isinstance(v, str | int) or isinstance(v, bool):
+        if not isinstance(v, str | int):
             c.fail(f'rule {n}: "{k}" must be a string or a number, got {json.dumps(v)}')
+            values[by_lower[k.lower()]] = ""  # reported here; not again as missing
+            typed = False
             continue
         values[by_lower[k.lower()]] = str(v).strip()
     missing = [k for k in keys if k not in values]
     if missing:
         c.fail(f"rule {n}: missing {', '.join(missing)}")
-    return [values[k] for k in keys] if c.ok else None
+    return [values[k] for k in keys] if typed and not missing else None
 
 
 def parse_l3_json(text: str, source: str = "<string>") -> list[L3Rule]:
