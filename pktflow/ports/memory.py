@@ -135,11 +135,17 @@ def reset_wires() -> None:
         p.close()
 
 
-def derived_mac(name: str, side: int) -> MACAddr:
-    """A stable locally administered unicast MAC for end `side` (0 or 1) of wire `name`."""
-    digest = bytearray(hashlib.blake2b(f"mem:{name}/{side}".encode(), digest_size=6).digest())
+def stable_mac(key: str) -> MACAddr:
+    """A locally administered unicast MAC derived from `key`: the same key gives the same
+    address in every run, so scripts and tables can name it."""
+    digest = bytearray(hashlib.blake2b(key.encode(), digest_size=6).digest())
     digest[0] = (digest[0] & 0xFC) | 0x02  # locally administered, unicast
     return MACAddr(bytes(digest))
+
+
+def derived_mac(name: str, side: int) -> MACAddr:
+    """The default MAC of end `side` (0 for the first opener, 1 for the second) of a wire."""
+    return stable_mac(f"mem:{name}/{side}")
 
 
 def _parse_args(args: str) -> tuple[str, int, MACAddr | None]:
