@@ -1,0 +1,242 @@
+"""Per-port generator settings with Pktgen's defaults, and the packet template they make.
+
+A port's settings (single-packet fields, range fields, mode flags, count, rate) change
+only through commands; each change bumps `version`, and the port's worker rebuilds its
+`Template` between batches. The template holds the frame bytes at the largest size and
+the per-field start/min/max/inc table that the synthesis kernel steps through, so single
+mode is simply range mode with every increment zero.
+
+Sizes follow Pktgen: `size` counts the 4-byte FCS, so `set 0 size 64` sends 60-byte
+frames; rates count 20 more bytes of preamble and inter-frame gap per frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pktflow.packet import meta as M
+from pktflow.packet.addr import MACAddr
+
+FCS_LEN = 4
+WIRE_OVERHEAD = 20  # preamble + SFD + inter-frame gap, bytes per frame on the wire
+MIN_SIZE = 64  # Pktgen sizes include the FCS
+MAX_SIZE = 1518
+DEFAULT_SPEED_MBPS = 10_000
+DEFAULT_BURST = 32  # Pktgen's DEFAULT_PKT_TX_BURST
+MAX_BURST = 256  # Pktgen's MAX_PKT_TX_BURST
+TCP_ACK = 0x10
+TCP_SEQ = 0x12378
+TCP_ACKNUM = 0x12390
+TCP_WINDOW = 8192
+# Pktgen's "abc" fill pattern for payload bytes.
+FILL_PATTERN = b"abcdefghijklmnopqrstuvwxyz0123456789"
+
+PROTOS = {"tcp": M.IPPROTO_TCP, "udp": M.IPPROTO_UDP, "icmp": M.IPPROTO_ICMP}
+PROTO_NAMES = {v: k for k, v in PROTOS.items()}
+
+# Range fields, in the order of the kernel's parameter rows.
+RANGE_FIELDS = ("dst_mac", "src_mac", "dst_ip", "src_ip", "dst_port", "src_port", "ttl",
+                "vlan", "size")
+F_DST_MAC, F_SRC_MAC, F_DST_IP, F_SRC_IP, F_DST_PORT, F_SRC_PORT, F_TTL, F_VLAN, F_SIZE = range(9)
+FIELD_LIMITS = {
+    "dst_mac": (0, (1 << 48) - 1), "src_mac": (0, (1 << 48) - 1),
+    "dst_ip": (0, (1 << 32) - 1), "src_ip": (0, (1 << 32) - 1),
+    "dst_port": (0, 65535), "src_port": (0, 65535), "ttl": (0, 255),
+    "vlan": (1, 4095), "size": (MIN_SIZE, MAX_SIZE),
+}
+
+# Columns of Template.layout (int64), read by the synthesis kernel.
+LAY_L3, LAY_L4, LAY_PAYLOAD, LAY_VLAN, LAY_IPV6, LAY_PROTO, LAY_HDR_LEN, LAY_COS = range(8)
+LAY_NCOLS = 8
+
+
+@dataclass
+class RangeField:
+    """One stepped field: the first packet carries `start`, each next one adds `inc`;
+    past `max` it wraps to `min` (below `min` to `max`), as Pktgen's range mode does."""
+
+    start: int
+    min: int
+    max: int
+    inc: int
+
+
+@dataclass
+class PortConfig:
+    """Everything `set`, `range` and `enable` change on one port."""
+
+    port_id: int
+    size: int = MIN_SIZE
+    count: int = 0  # 0 sends until stopped, as in Pktgen
+    rate: float = 100.0  # percent of the port speed
+    pps: int = 0  # packets per second; when > 0 it overrides `rate`
+    burst: int = DEFAULT_BURST
+    sport: int = 1234
+    dport: int = 5678
+    ttl: int = 64
+    proto: int = M.IPPROTO_TCP
+    ipv6: bool = False
+    vlan_id: int = 1
+    cos: int = 0
+    src_mac: int = 0
+    dst_mac: int = 0
+    src_ip: int = 0
+    src_prefix: int = 24
+    dst_ip: int = 0
+    src_ip6: int = 0
+    src_prefix6: int = 64
+    dst_ip6: int = 0
+    vlan: bool = False  # insert an 802.1Q tag
+    range: bool = False
+    pcap: bool = False
+    range_proto: int | None = None  # `range <pl> proto`; None keeps the single proto
+    ranges: dict[str, RangeField] = field(default_factory=dict)
+    version: int = 0
+
+    def bump(self) -> None:
+        self.version += 1
+
+    @property
+    def mode(self) -> str:
+        return "pcap" if self.pcap else "range" if self.range else "single"
+
+    def clone(self) -> PortConfig:
+        return copy.deepcopy(self)
+
+
+def default_config(port_id: int, port_ids: list[int], macs: dict[int, int]) -> PortConfig:
+    """Pktgen's defaults for `port_id`: TCP 1234 -> 5678, TTL 64, 64 bytes, source
+    192.168.<pid>.1/24 to 192.168.<pair>.1 where ports pair up 0-1, 2-3, ...; source MAC
+    the port's own, destination MAC that of the paired port (zero if it has none)."""
+    pair = port_id + 1 if port_id % 2 == 0 else port_id - 1
+    if len(port_ids) == 1:
+        pair = port_id + 1
+    cfg = PortConfig(port_id)
+    cfg.src_mac = macs.get(port_id, 0)
+    cfg.dst_mac = macs.get(pair, 0)
+    cfg.src_ip = (192 << 24) | (168 << 16) | ((port_id & 255) << 8) | 1
+    cfg.dst_ip = (192 << 24) | (168 << 16) | ((pair & 255) << 8) | 1
+    # Pktgen leaves IPv6 addresses unset; documentation prefixes keep them valid.
+    cfg.src_ip6 = (0x20010DB8 << 96) | ((port_id & 0xFFFF) << 64) | 1
+    cfg.dst_ip6 = (0x20010DB8 << 96) | ((pair & 0xFFFF) << 64) | 1
+    cfg.ranges = default_ranges(cfg)
+    return cfg
+
+
+def default_ranges(cfg: PortConfig) -> dict[str, RangeField]:
+    """Pktgen's range defaults: destination IP walks 192.168.<pair>.1..254, L4 ports step
+    by 1 over 0..65535 from the single-packet values, everything else stays put."""
+    pid_net = (192 << 24) | (168 << 16)
+    pair_octet = (cfg.dst_ip >> 8) & 255
+    own_octet = (cfg.src_ip >> 8) & 255
+    return {
+        "dst_mac": RangeField(cfg.dst_mac, 0, 0, 0),
+        "src_mac": RangeField(cfg.src_mac, 0, 0, 0),
+        "dst_ip": RangeField(pid_net | (pair_octet << 8) | 1, pid_net | (pair_octet << 8) | 1,
+                             pid_net | (pair_octet << 8) | 254, 1),
+        "src_ip": RangeField(pid_net | (own_octet << 8) | 1, pid_net | (own_octet << 8) | 1,
+                             pid_net | (own_octet << 8) | 254, 0),
+        "dst_port": RangeField(cfg.dport, 0, 65535, 1),
+        "src_port": RangeField(cfg.sport, 0, 65535, 1),
+        "ttl": RangeField(cfg.ttl, 0, 255, 0),
+        "vlan": RangeField(cfg.vlan_id, 1, 4095, 0),
+        "size": RangeField(MIN_SIZE, MIN_SIZE, MAX_SIZE, 0),
+    }
+
+
+@dataclass
+class Template:
+    """What the synthesis kernel needs for one port: frame bytes, header layout, the
+    payload's running checksum sums and the field table (rows of RANGE_FIELDS)."""
+
+    frame: np.ndarray  # uint8, the frame at MAX_SIZE with every header and the payload
+    layout: np.ndarray  # int64 [LAY_NCOLS]
+    payload_sums: np.ndarray  # int64, sums[k] = 16-bit word sum of the first k payload bytes
+    fields: np.ndarray  # int64 [9, 4]: start, min, max, inc
+    ip6_src: np.ndarray  # uint8 [16]
+    ip6_dst: np.ndarray  # uint8 [16]
+    version: int
+
+    @property
+    def header_len(self) -> int:
+        return int(self.layout[LAY_HDR_LEN])
+
+
+def _l4_header(proto: int, sport: int, dport: int) -> bytes:
+    if proto == M.IPPROTO_TCP:
+        return struct.pack("!HHIIBBHHH", sport, dport, TCP_SEQ, TCP_ACKNUM, 5 << 4, TCP_ACK,
+                           TCP_WINDOW, 0, 0)
+    if proto == M.IPPROTO_UDP:
+        return struct.pack("!HHHH", sport, dport, 0, 0)
+    # ICMP / ICMPv6 echo request: type, code, checksum, identifier, sequence.
+    return struct.pack("!BBHHH", 8 if proto == M.IPPROTO_ICMP else 128, 0, 0, 0, 0)
+
+
+def payload_word_sums(pattern: np.ndarray) -> np.ndarray:
+    """sums[k] = sum of the first k bytes read as big-endian 16-bit words (an odd last byte
+    padded with zero), so a payload's checksum share costs one lookup per packet."""
+    n = len(pattern)
+    words = pattern.astype(np.int64)
+    weights = np.where(np.arange(n) % 2 == 0, 256, 1)
+    sums = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(words * weights, out=sums[1:])
+    return sums
+
+
+def build_template(cfg: PortConfig) -> Template:
+    """The frame, layout and field table for `cfg`'s current mode (single or range)."""
+    proto = cfg.proto
+    if cfg.range and cfg.range_proto is not None:
+        proto = cfg.range_proto
+    if cfg.ipv6 and proto == M.IPPROTO_ICMP:
+        proto = M.IPPROTO_ICMPV6
+    eth = cfg.dst_mac.to_bytes(6, "big") + cfg.src_mac.to_bytes(6, "big")
+    if cfg.vlan:
+        eth += struct.pack("!HH", M.ETYPE_VLAN, (cfg.cos << 13) | cfg.vlan_id)
+    eth += struct.pack("!H", M.ETYPE_IPV6 if cfg.ipv6 else M.ETYPE_IPV4)
+    l3 = len(eth)
+    if cfg.ipv6:
+        ip = struct.pack("!IHBB", 6 << 28, 0, proto, cfg.ttl)
+        ip += cfg.src_ip6.to_bytes(16, "big") + cfg.dst_ip6.to_bytes(16, "big")
+    else:
+        ip = struct.pack("!BBHHHBBH", 0x45, 0, 0, 0, 0, cfg.ttl, proto, 0)
+        ip += cfg.src_ip.to_bytes(4, "big") + cfg.dst_ip.to_bytes(4, "big")
+    l4 = l3 + len(ip)
+    l4h = _l4_header(proto, cfg.sport, cfg.dport)
+    payload_at = l4 + len(l4h)
+    max_frame = MAX_SIZE - FCS_LEN
+    fill = np.frombuffer(FILL_PATTERN, dtype=np.uint8)
+    payload = np.resize(fill, max_frame - payload_at)
+    frame = np.zeros(max_frame, dtype=np.uint8)
+    frame[:payload_at] = np.frombuffer(eth + ip + l4h, dtype=np.uint8)
+    frame[payload_at:] = payload
+    layout = np.zeros(LAY_NCOLS, dtype=np.int64)
+    layout[LAY_L3], layout[LAY_L4], layout[LAY_PAYLOAD] = l3, l4, payload_at
+    layout[LAY_VLAN] = 1 if cfg.vlan else 0
+    layout[LAY_IPV6] = 1 if cfg.ipv6 else 0
+    layout[LAY_PROTO] = proto
+    layout[LAY_HDR_LEN] = payload_at
+    layout[LAY_COS] = cfg.cos
+    fields = np.zeros((len(RANGE_FIELDS), 4), dtype=np.int64)
+    single = {"dst_mac": cfg.dst_mac, "src_mac": cfg.src_mac, "dst_ip": cfg.dst_ip,
+              "src_ip": cfg.src_ip, "dst_port": cfg.dport, "src_port": cfg.sport,
+              "ttl": cfg.ttl, "vlan": cfg.vlan_id, "size": cfg.size}
+    for row, name in enumerate(RANGE_FIELDS):
+        if cfg.range:
+            r = cfg.ranges[name]
+            fields[row] = (r.start, r.min, r.max, r.inc)
+        else:
+            v = single[name]
+            fields[row] = (v, v, v, 0)
+    return Template(frame, layout, payload_word_sums(payload), fields,
+                    np.frombuffer(cfg.src_ip6.to_bytes(16, "big"), dtype=np.uint8).copy(),
+                    np.frombuffer(cfg.dst_ip6.to_bytes(16, "big"), dtype=np.uint8).copy(),
+                    cfg.version)
+
+
+def format_mac(value: int) -> str:
+    return str(MACAddr(value))
