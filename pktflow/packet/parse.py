@@ -196,8 +196,9 @@ def parse_packet(data, meta, b):
             meta[b, M.L4] = -1
         else:
             g = _u16(data, b, l4)
-            # Optional words after the base header: checksum+reserved (C), key (K), seq (S).
-            glen = 4 + 4 * (((g >> 15) & 1) + ((g >> 13) & 1) + ((g >> 12) & 1))
+            # Optional words after the base header: checksum+offset (C or RFC 1701's R),
+            # key (K), sequence number (S).
+            glen = 4 + 4 * ((((g >> 15) | (g >> 14)) & 1) + ((g >> 13) & 1) + ((g >> 12) & 1))
             if l4 + glen > end:
                 flags |= M.F_BAD_L4
                 meta[b, M.L4] = -1
