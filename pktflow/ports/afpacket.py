@@ -227,7 +227,7 @@ class PacketPort(Port):
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
                             struct.pack("iHH8s", self.iface.index, PACKET_MR_PROMISC, 0, b""))
         if fanout is not None:
-            arg = fanout | ((fanout_mode | (PACKET_FANOUT_FLAG_IGNORE_OUTGOING >> 8)) << 16)
+            arg = fanout | ((fanout_mode | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16)
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_FANOUT, arg)
             except OSError as e:

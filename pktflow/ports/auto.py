@@ -8,7 +8,7 @@ from __future__ import annotations
 from pktflow.ports.afpacket import PacketPort
 from pktflow.ports.afxdp import XdpPort
 from pktflow.ports.base import Port, PortError, register_driver
-from pktflow.ports.linux import log, parse_iface_args
+from pktflow.ports.linux import InterfaceNotFound, log, parse_iface_args
 
 
 def open_auto(port_id: int, args: str) -> Port:
@@ -18,9 +18,9 @@ def open_auto(port_id: int, args: str) -> Port:
     xdp_args = ifname + (f",queue={opts['queue']}" if "queue" in opts else "")
     try:
         return XdpPort(port_id, xdp_args)
+    except InterfaceNotFound:
+        raise
     except PortError as e:
-        if "not found" in str(e):
-            raise
         log.warning("auto:%s: AF_XDP unavailable (%s); falling back to AF_PACKET", args, e)
     return PacketPort(port_id, ifname)
 

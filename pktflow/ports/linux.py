@@ -52,6 +52,10 @@ def memory_fence(typingctx):
     return sig, codegen
 
 
+class InterfaceNotFound(PortError):
+    """No interface of that name in the port's network namespace."""
+
+
 def privilege_error(what: str, err: OSError) -> PortError:
     """The error a user sees when the kernel refuses a raw socket."""
     return PortError(f"{what} needs root or CAP_NET_RAW (and CAP_NET_ADMIN, CAP_BPF for "
@@ -82,7 +86,7 @@ class Interface:
             self._ctl.close()
             if e.errno == errno.ENODEV:
                 names = ", ".join(interface_names()) or "none"
-                raise PortError(f"interface {name} not found: create it or pick one of: "
+                raise InterfaceNotFound(f"interface {name} not found: create it or pick one of: "
                                 f"{names}") from None
             raise PortError(f"interface {name}: {e.strerror}") from None
         self.netns = NetnsHandle.current()

@@ -107,6 +107,21 @@ class VethLab:
         """Start a command inside a host's namespace."""
         return subprocess.Popen(["ip", "netns", "exec", self.ns(host), *cmd], **kwargs)
 
+    def open_port(self, host: str, spec: str, pool, port_id: int = 0):
+        """Create a port from `DRIVER:ARGS` inside a host's namespace and open it on `pool`;
+        the port stays bound to that namespace whichever thread uses it later."""
+        from pktflow.ports.base import PortTable
+        from pktflow.ports.linux import netns
+
+        with netns(self.ns(host)):
+            port = next(iter(PortTable.from_specs([f"{port_id}={spec}"])))
+        try:
+            port.open(pool)
+        except BaseException:
+            port.close()
+            raise
+        return port
+
     def close(self) -> None:
         # Deleting a namespace deletes the veth ends inside it, and with them the peers.
         for name in reversed(self.created):
@@ -173,3 +188,44 @@ def import_mininet() -> ModuleType:
         del sys.modules["mininet"]
         raise
     return module
+
+
+def numbered_frames(count: int, tag: int = 0, size: int = 128) -> list[bytes]:
+    """Distinct test frames (local experimental ethertype 0x88b5, so no stack answers them)
+    carrying a tag and a sequence number; lengths vary around `size`."""
+    head = bytes.fromhex("0200000000aa0200000000bb88b5")
+    return [head + bytes([tag]) + i.to_bytes(4, "big")
+            + bytes((i + j) & 255 for j in range(size - 19 + i % 7)) for i in range(count)]
+
+
+def send_frames(port, frames: list[bytes], chunk: int = 256) -> int:
+    """Send `frames` through an open port in batches of `chunk`; returns how many it sent."""
+    from pktflow.packet.pool import Batch
+
+    pool, sent = port.pool, 0
+    for at in range(0, len(frames), chunk):
+        batch = Batch(pool, chunk)
+        part = frames[at:at + chunk]
+        if pool.alloc_into(batch, len(part)) != len(part):
+            pool.free(batch)
+            raise TestbedError("pool exhausted while building test frames")
+        for b, frame in zip(batch.idx[:batch.n], part, strict=True):
+            pool.write(int(b), frame)
+        sent += port.send(batch)
+    return sent
+
+
+def receive_frames(port, count: int, timeout: float = 5.0) -> list[bytes]:
+    """Poll an open port until `count` frames arrived or `timeout` passed; their bytes."""
+    from pktflow.packet.pool import Batch
+
+    pool, out = port.pool, []
+    deadline = time.monotonic() + timeout
+    batch = Batch(pool, 256)
+    while len(out) < count and time.monotonic() < deadline:
+        if port.recv(batch, 256) == 0:
+            time.sleep(0.001)
+            continue
+        out.extend(batch.frames())
+        pool.free(batch)
+    return out
