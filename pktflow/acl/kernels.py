@@ -18,7 +18,32 @@ from numba import njit
 
 from pktflow.acl.build import NO_PORT, NO_VLAN
 from pktflow.packet import meta as M
-from pktflow.packet.accessors import acc
+from pktflow.packet import protocols  # noqa: F401  (fills the layer registry)
+from pktflow.packet.fields import LAYERS
+
+
+def _where(layer: str, field: str) -> tuple[int, int, int, int, int]:
+    """(metadata column, byte offset from it, size, shift, max value) of a declared field.
+
+    Offsets come from the field tables as compile-time constants rather than through the
+    generated accessor module: Numba's on-disk cache of these kernels would otherwise
+    refer to one generated module by name and fail to load once that module changes.
+    """
+    ly = LAYERS[layer]
+    f = ly.field(field)
+    return ly.column, ly.base_add + f.offset, f.size, f.shift, f.max_value
+
+
+_IP4_SRC = _where("ipv4", "src")[1]
+_IP4_DST = _where("ipv4", "dst")[1]
+_IP6_SRC = _where("ipv6", "src")[1]
+_IP6_DST = _where("ipv6", "dst")[1]
+_SPORT = _where("udp", "src_port")[1]
+_DPORT = _where("udp", "dst_port")[1]
+assert (_SPORT, _DPORT) == _where("tcp", "src_port")[1:2] + _where("tcp", "dst_port")[1:2]
+_ETH_SRC = _where("eth", "src")[1]
+_ETH_DST = _where("eth", "dst")[1]
+_VLAN_COLUMN, _VID, _VID_SIZE, _VID_SHIFT, _VID_MAX = _where("vlan", "vid")
 
 _ONE = np.uint64(1)
 _DEBRUIJN = np.uint64(0x03F79D71B4CA8B09)
@@ -78,19 +103,19 @@ def _first7(bits, r0, r1, r2, r3, r4, r5, r6):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _u64_at(view, start):
+def _be(data, b, o, size):
+    """Big-endian unsigned integer of `size` (<= 8) bytes at data[b, o]."""
     v = np.uint64(0)
-    for i in range(8):
-        v = (v << np.uint64(8)) | np.uint64(view[start + i])
+    for i in range(size):
+        v = (v << np.uint64(8)) | np.uint64(data[b, o + i])
     return v
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _ports(data, meta, b, flags):
     if flags & _PORT_FLAGS:
-        # TCP and UDP keep both ports in their first four bytes.
-        return np.uint64(acc.udp_src_port_get(data, meta, b)), np.uint64(
-            acc.udp_dst_port_get(data, meta, b))
+        l4 = meta[b, M.L4]  # TCP and UDP keep both ports at the same offsets
+        return _be(data, b, l4 + _SPORT, 2), _be(data, b, l4 + _DPORT, 2)
     return np.uint64(NO_PORT), np.uint64(NO_PORT)
 
 
@@ -101,10 +126,11 @@ def l3_match(state, data, meta, b):
     flags = meta[b, M.FLAGS]
     if flags & M.F_IPV4:
         sport, dport = _ports(data, meta, b, flags)
+        l3 = meta[b, M.L3]
         pos = _first5(
             v4_bits,
-            _row(v4_bounds, v4_fstart, 0, np.uint64(acc.ipv4_src_get(data, meta, b))),
-            _row(v4_bounds, v4_fstart, 1, np.uint64(acc.ipv4_dst_get(data, meta, b))),
+            _row(v4_bounds, v4_fstart, 0, _be(data, b, l3 + _IP4_SRC, 4)),
+            _row(v4_bounds, v4_fstart, 1, _be(data, b, l3 + _IP4_DST, 4)),
             _row(v4_bounds, v4_fstart, 2, np.uint64(meta[b, M.PROTO])),
             _row(v4_bounds, v4_fstart, 3, sport),
             _row(v4_bounds, v4_fstart, 4, dport),
@@ -112,14 +138,13 @@ def l3_match(state, data, meta, b):
         return v4_rule[pos] if pos >= 0 else -1
     if flags & M.F_IPV6:
         sport, dport = _ports(data, meta, b, flags)
-        src = acc.ipv6_src_get(data, meta, b)
-        dst = acc.ipv6_dst_get(data, meta, b)
+        l3 = meta[b, M.L3]
         pos = _first7(
             v6_bits,
-            _row(v6_bounds, v6_fstart, 0, _u64_at(src, 0)),
-            _row(v6_bounds, v6_fstart, 1, _u64_at(src, 8)),
-            _row(v6_bounds, v6_fstart, 2, _u64_at(dst, 0)),
-            _row(v6_bounds, v6_fstart, 3, _u64_at(dst, 8)),
+            _row(v6_bounds, v6_fstart, 0, _be(data, b, l3 + _IP6_SRC, 8)),
+            _row(v6_bounds, v6_fstart, 1, _be(data, b, l3 + _IP6_SRC + 8, 8)),
+            _row(v6_bounds, v6_fstart, 2, _be(data, b, l3 + _IP6_DST, 8)),
+            _row(v6_bounds, v6_fstart, 3, _be(data, b, l3 + _IP6_DST + 8, 8)),
             _row(v6_bounds, v6_fstart, 4, np.uint64(meta[b, M.PROTO])),
             _row(v6_bounds, v6_fstart, 5, sport),
             _row(v6_bounds, v6_fstart, 6, dport),
@@ -157,12 +182,16 @@ def l2_match(state, data, meta, b):
     type_at = start + 12 + 4 * meta[b, M.NVLAN]
     if flags & M.F_BAD_L2 or type_at + 2 > start + meta[b, M.LEN]:
         return -1
-    ethertype = (np.uint64(data[b, type_at]) << np.uint64(8)) | np.uint64(data[b, type_at + 1])
-    vlan = np.uint64(acc.vlan_vid_get(data, meta, b)) if flags & M.F_VLAN else np.uint64(NO_VLAN)
+    ethertype = _be(data, b, type_at, 2)
+    if flags & M.F_VLAN:
+        raw = _be(data, b, meta[b, _VLAN_COLUMN] + _VID, _VID_SIZE)
+        vlan = (raw >> np.uint64(_VID_SHIFT)) & np.uint64(_VID_MAX)
+    else:
+        vlan = np.uint64(NO_VLAN)
     pos = _first4(
         bits,
-        _row(bounds, fstart, 0, np.uint64(acc.eth_src_get(data, meta, b))),
-        _row(bounds, fstart, 1, np.uint64(acc.eth_dst_get(data, meta, b))),
+        _row(bounds, fstart, 0, _be(data, b, start + _ETH_SRC, 6)),
+        _row(bounds, fstart, 1, _be(data, b, start + _ETH_DST, 6)),
         _row(bounds, fstart, 2, ethertype),
         _row(bounds, fstart, 3, vlan),
     )

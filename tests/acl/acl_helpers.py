@@ -42,9 +42,13 @@ class Pkt:
         ip = "ipv4" if self.family == 4 else "ipv6"
         addr = IPv4Addr if self.family == 4 else IPv6Addr
         l3: dict = {"src": addr(self.src), "dst": addr(self.dst)}
-        if self.fragment:
+        if self.fragment and self.family == 4:
             l3.update(frag_offset=8, proto=self.proto)
-            return frame(**{ip: l3}, payload=bytes(24))
+            return frame(ipv4=l3, payload=bytes(24))
+        if self.fragment:  # IPv6 fragment header: next header, offset 8 (x 8 bytes), id
+            l3["next_header"] = 44
+            header = bytes([self.proto, 0]) + (8 << 3).to_bytes(2, "big") + bytes(4)
+            return frame(ipv6=l3, payload=header + bytes(24))
         l4 = {TCP: "tcp", UDP: "udp"}.get(self.proto)
         if l4:
             return frame(**{ip: l3, l4: {"src_port": self.sport, "dst_port": self.dport}})
