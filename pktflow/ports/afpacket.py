@@ -24,7 +24,13 @@ from pktflow.packet import meta as M
 from pktflow.packet.addr import MACAddr
 from pktflow.packet.pool import Batch, Pool
 from pktflow.ports.base import Port, PortError, PortSpecError, register_driver
-from pktflow.ports.linux import Interface, memory_fence, parse_iface_args, privilege_error
+from pktflow.ports.linux import (
+    Interface,
+    memory_fence,
+    parse_iface_args,
+    privilege_error,
+    release_mmap,
+)
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -333,7 +339,7 @@ class PacketPort(Port):
                 pass  # the interface is gone; nothing left to flush or count
         if self._ring is not None:
             self._ring8 = self._ring32 = None
-            self._ring.close()
+            release_mmap(self._ring)
             self._ring = None
         if self._sock is not None:
             self._sock.close()

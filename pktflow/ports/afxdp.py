@@ -31,7 +31,14 @@ from pktflow.packet.addr import MACAddr
 from pktflow.packet.pool import Batch, Pool
 from pktflow.ports.base import Port, PortError, PortSpecError, register_driver
 from pktflow.ports.bpf import BpfError, XskRedirect
-from pktflow.ports.linux import Interface, log, memory_fence, parse_iface_args, privilege_error
+from pktflow.ports.linux import (
+    Interface,
+    log,
+    memory_fence,
+    parse_iface_args,
+    privilege_error,
+    release_mmap,
+)
 
 AF_XDP = 44
 SOL_XDP = 283
@@ -151,7 +158,7 @@ class _Ring:
 
     def close(self) -> None:
         self.prod = self.cons = self.desc = None
-        self.map.close()
+        release_mmap(self.map)
 
 
 class _SockaddrXdp(ctypes.Structure):
@@ -245,7 +252,7 @@ class XdpPort(Port):
         prog, users = _programs.get(key, (None, 0))
         if prog is None:
             try:
-                prog = XskRedirect(self.iface.index, self.iface.name)
+                prog = XskRedirect(self.iface)
             except BpfError as e:
                 raise PortError(f"xdp:{self.args}: {e}") from None
         _programs[key] = (prog, users + 1)
@@ -373,7 +380,7 @@ class XdpPort(Port):
             self._sock = None
         if self._umem is not None:
             self._umem_view = None
-            self._umem.close()
+            release_mmap(self._umem)
             self._umem = None
         if self.iface is not None:
             self.iface.close()

@@ -13,7 +13,9 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import gc
 import logging
+import mmap
 import os
 import socket
 import struct
@@ -54,6 +56,20 @@ def memory_fence(typingctx):
 
 class InterfaceNotFound(PortError):
     """No interface of that name in the port's network namespace."""
+
+
+def release_mmap(area: mmap.mmap) -> None:
+    """Unmap a ring or UMEM area. A NumPy view still alive somewhere (a reference cycle not
+    yet collected) blocks the unmap; collect once, and else leave the unmap to the last
+    reference, since the socket that shares it is closed anyway."""
+    try:
+        area.close()
+    except BufferError:
+        gc.collect()
+        try:
+            area.close()
+        except BufferError:
+            log.debug("mapping still referenced; unmapped when its last view goes")
 
 
 def privilege_error(what: str, err: OSError) -> PortError:

@@ -21,6 +21,8 @@ import ctypes.util
 import os
 import struct
 
+from pktflow.ports.linux import Interface
+
 BPF_MAP_TYPE_XSKMAP = 17
 BPF_PROG_TYPE_XDP = 6
 BPF_XDP = 37  # attach type for bpf_link_create
@@ -87,9 +89,9 @@ def _check(result: int, what: str) -> int:
 class XskRedirect:
     """The redirect program attached to one interface, with its XSKMAP."""
 
-    def __init__(self, ifindex: int, ifname: str, queues: int = 64) -> None:
+    def __init__(self, iface: Interface, queues: int = 64) -> None:
         lib = libbpf()
-        self.ifname = ifname
+        ifname = self.ifname = iface.name
         self.map_fd = self.prog_fd = self.link_fd = -1
         try:
             self.map_fd = _check(lib.bpf_map_create(BPF_MAP_TYPE_XSKMAP, b"pktflow_xsks", 4, 4,
@@ -99,7 +101,8 @@ class XskRedirect:
             self.prog_fd = _check(lib.bpf_prog_load(BPF_PROG_TYPE_XDP, b"pktflow_xsk",
                                                     b"Dual BSD/GPL", code, len(code) // 8, None),
                                   "the kernel refused the XDP program")
-            result = lib.bpf_link_create(self.prog_fd, ifindex, BPF_XDP, None)
+            with iface.netns.entered():  # an ifindex means something only in its namespace
+                result = lib.bpf_link_create(self.prog_fd, iface.index, BPF_XDP, None)
             if result < 0:
                 err = -result
                 if err in (16, 17):  # EBUSY, EEXIST
