@@ -94,6 +94,9 @@ def test_decode_bad_files_give_clear_errors(tmp_path, capsys, content, message):
 
 def test_demo_round_trips_and_agrees_with_tcpdump(capsys):
     assert run_demo(argparse.Namespace()) == 0
+    assert run_demo(argparse.Namespace()) == 0  # its wire name is free again
+    assert "wire" not in capsys.readouterr().err
+    assert run_demo(argparse.Namespace()) == 0
     out = capsys.readouterr().out
     assert "bytes identical to what was built: yes" in out
     assert len(_rows(out)) == len(demo_frames())

@@ -177,9 +177,10 @@ def run_decode(args: argparse.Namespace) -> int:
         rows, error = decode_file(reader, args.count)
         console.print(packet_table(rows))
         more = "" if reader.at_end else " (more in the file: raise --count)"
-        stamps = "ns" if reader.format == "pcapng" or reader.nanosecond else "us"
-        console.print(f"{len(rows)} packets from {args.file} ({reader.format}, {stamps} "
-                      f"timestamps){more}", highlight=False)
+        kind = reader.format
+        if kind == "pcap":
+            kind += ", ns timestamps" if reader.nanosecond else ", us timestamps"
+        console.print(f"{len(rows)} packets from {args.file} ({kind}){more}", highlight=False)
         if reader.oversize:
             console.print(f"[yellow]{reader.oversize} records longer than 1920 bytes were "
                           f"skipped[/yellow]")
@@ -223,8 +224,7 @@ def demo_frames() -> list[bytes]:
 def run_demo(args: argparse.Namespace) -> int:
     """Build packets, send them over a memory wire into a pcap port that writes a file,
     play the file back through another pcap port, decode it and ask tcpdump too."""
-    from pktflow.ports import PortTable
-    from pktflow.ports.memory import reset_wires
+    from pktflow.ports import PortTable  # a layer above packet: only the demo needs it
 
     console = _console()
     frames = demo_frames()
@@ -245,7 +245,6 @@ def run_demo(args: argparse.Namespace) -> int:
             table[2].send(batch)
         finally:
             table.close()
-            reset_wires()
         console.print(f"   port 0 tx {table[0].stats.tx_packets}, port 1 rx "
                       f"{table[1].stats.rx_packets}, port 2 wrote {table[2].stats.tx_packets} "
                       f"packets ({path.stat().st_size} bytes)")
