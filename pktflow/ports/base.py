@@ -8,6 +8,7 @@ program runs unchanged on any of them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from abc import ABC, abstractmethod
@@ -99,6 +100,14 @@ class Port(ABC):
         return f"<Port {self.id} {self.name} mac={self.mac}>"
 
 
+def stable_mac(key: str) -> MACAddr:
+    """A locally administered unicast MAC derived from `key`: the same key gives the same
+    address in every run, so scripts and target tables can name it."""
+    digest = bytearray(hashlib.blake2b(key.encode(), digest_size=6).digest())
+    digest[0] = (digest[0] & 0xFC) | 0x02  # locally administered, unicast
+    return MACAddr(bytes(digest))
+
+
 DriverFactory = Callable[[int, str], Port]
 DRIVERS: dict[str, DriverFactory] = {}
 
@@ -150,14 +159,23 @@ class PortTable:
     def from_specs(cls, specs: Iterable[str]) -> PortTable:
         _load_builtin_drivers()
         table = cls()
-        for spec in specs:
-            port_id, scheme, args = parse_port_spec(spec)
-            factory = DRIVERS.get(scheme)
-            if factory is None:
-                known = ", ".join(sorted(DRIVERS))
-                raise PortSpecError(f'bad port spec "{spec}": unknown driver "{scheme}" '
-                                    f"(known: {known})")
-            table.add(factory(port_id, args))
+        try:
+            for spec in specs:
+                port_id, scheme, args = parse_port_spec(spec)
+                factory = DRIVERS.get(scheme)
+                if factory is None:
+                    known = ", ".join(sorted(DRIVERS))
+                    raise PortSpecError(f'bad port spec "{spec}": unknown driver "{scheme}" '
+                                        f"(known: {known})")
+                port = factory(port_id, args)
+                try:
+                    table.add(port)
+                except PortSpecError:
+                    port.close()
+                    raise
+        except BaseException:
+            table.close()  # a half-built table must not keep wires or sockets taken
+            raise
         return table
 
     @classmethod

@@ -12,7 +12,6 @@ Spec: `mem:NAME[,ring=N][,mac=02:00:00:00:00:01]`. `ring` sizes this port's rece
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
@@ -22,7 +21,7 @@ from numba import njit
 from pktflow.packet import meta as M
 from pktflow.packet.addr import AddressError, MACAddr
 from pktflow.packet.pool import Batch, Pool
-from pktflow.ports.base import Port, PortError, PortSpecError, register_driver
+from pktflow.ports.base import Port, PortError, PortSpecError, register_driver, stable_mac
 
 DEFAULT_RING = 2048
 MAX_RING = 1 << 22
@@ -133,14 +132,6 @@ def reset_wires() -> None:
         ports = [p for w in _wires.values() for p in w.ends if p is not None]
     for p in ports:
         p.close()
-
-
-def stable_mac(key: str) -> MACAddr:
-    """A locally administered unicast MAC derived from `key`: the same key gives the same
-    address in every run, so scripts and tables can name it."""
-    digest = bytearray(hashlib.blake2b(key.encode(), digest_size=6).digest())
-    digest[0] = (digest[0] & 0xFC) | 0x02  # locally administered, unicast
-    return MACAddr(bytes(digest))
 
 
 def derived_mac(name: str, side: int) -> MACAddr:

@@ -21,8 +21,7 @@ from pktflow.packet.addr import AddressError, MACAddr
 from pktflow.packet.meta import LEN, PORT
 from pktflow.packet.pcap import PcapError, PcapReader, PcapWriter
 from pktflow.packet.pool import Batch, Pool
-from pktflow.ports.base import Port, PortError, PortSpecError, register_driver
-from pktflow.ports.memory import stable_mac
+from pktflow.ports.base import Port, PortError, PortSpecError, register_driver, stable_mac
 
 log = logging.getLogger(__name__)
 
