@@ -55,7 +55,7 @@ from pktflow.ports.base import Port, PortTable
 RX_BURST = 256
 IDLE_MIN_S = 50e-6
 IDLE_MAX_S = 1e-3
-BUCKET_DEPTH_S = 0.002  # the most credit an idle or slow sender may bank
+BUCKET_DEPTH_S = 0.02  # credit a sender may bank across a late wake-up (keeps the average)
 SAMPLE_PERIOD_S = 1.0
 FRAME_OVERHEAD = FCS_LEN + WIRE_OVERHEAD  # bytes on the wire beyond the frame itself
 
@@ -333,6 +333,26 @@ class PortWorker:
         return n
 
 
+_warm = False
+
+
+def warm_up() -> None:
+    """Load (or compile) the kernels once per process, so the first `start` transmits at
+    once instead of pausing while Numba loads its cache."""
+    global _warm
+    if _warm:
+        return
+    pool = Pool(buffers=2, name="warm-up")
+    batch = pool.alloc(1)
+    cfg = default_config(0, [0], {})
+    t = build_template(cfg)
+    cum = np.zeros(1, dtype=np.int64)
+    synth_batch(pool.data, pool.meta, batch.idx, 1, t.frame, t.layout, t.payload_sums,
+                t.fields, t.fields[:, 0].copy(), t.ip6_src, t.ip6_dst, cum)
+    rx_account(pool.data, pool.meta, batch.idx, 1, new_rx_accumulator())
+    _warm = True
+
+
 class Pktgen:
     """A traffic generator on the ports of a `PortTable`, driven by Pktgen commands.
 
@@ -345,6 +365,7 @@ class Pktgen:
                  output=print) -> None:
         from pktflow.pktgen.commands import Interpreter
 
+        warm_up()
         self.ports = ports
         self.pool = pool or default_pool()
         self.output = output
