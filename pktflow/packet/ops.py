@@ -45,6 +45,65 @@ def _put32(data, b, o, v):
     _put16(data, b, o + 2, v & 0xFFFF)
 
 
+# ---------------------------------------------------------------- raw bytes
+
+
+@njit(cache=True, nogil=True)
+def _frame_pos(meta, b, offset, size):
+    """Absolute position of `size` bytes at frame `offset`, -1 if not inside the frame."""
+    if offset < 0 or offset + size > meta[b, M.LEN] or meta[b, M.START] < 0:
+        return -1
+    return meta[b, M.START] + offset
+
+
+@njit(cache=True, nogil=True)
+def get_u8(data, meta, b, offset):
+    """The byte at frame `offset`, -1 outside the frame."""
+    o = _frame_pos(meta, b, offset, 1)
+    return np.int64(-1) if o < 0 else np.int64(data[b, o])
+
+
+@njit(cache=True, nogil=True)
+def get_u16(data, meta, b, offset):
+    """The big-endian 16-bit word at frame `offset`, -1 outside the frame."""
+    o = _frame_pos(meta, b, offset, 2)
+    return np.int64(-1) if o < 0 else _get16(data, b, o)
+
+
+@njit(cache=True, nogil=True)
+def get_u32(data, meta, b, offset):
+    """The big-endian 32-bit word at frame `offset`, -1 outside the frame."""
+    o = _frame_pos(meta, b, offset, 4)
+    return np.int64(-1) if o < 0 else _get32(data, b, o)
+
+
+@njit(cache=True, nogil=True)
+def set_u8(data, meta, b, offset, value):
+    """Write a byte at frame `offset` (for headers not parsed yet); False outside."""
+    o = _frame_pos(meta, b, offset, 1)
+    if o >= 0:
+        data[b, o] = np.uint8(value & 255)
+    return o >= 0
+
+
+@njit(cache=True, nogil=True)
+def set_u16(data, meta, b, offset, value):
+    """Write a big-endian 16-bit word at frame `offset`; False outside the frame."""
+    o = _frame_pos(meta, b, offset, 2)
+    if o >= 0:
+        _put16(data, b, o, value)
+    return o >= 0
+
+
+@njit(cache=True, nogil=True)
+def set_u32(data, meta, b, offset, value):
+    """Write a big-endian 32-bit word at frame `offset`; False outside the frame."""
+    o = _frame_pos(meta, b, offset, 4)
+    if o >= 0:
+        _put32(data, b, o, value)
+    return o >= 0
+
+
 # ---------------------------------------------------------------- encapsulation
 
 
@@ -89,7 +148,8 @@ def encapsulate(data, meta, b, offset, nbytes):
     """Insert `nbytes` zeroed bytes at frame `offset` using the headroom, then re-parse.
 
     Returns False (packet unchanged) when the headroom is too small or offset is past the
-    end. Write the new header's bytes, then call `parse` again to see it.
+    end. The new bytes are zero until written (`set_u8`/`set_u16`/`set_u32` at frame
+    offsets); call `parse` again to see the new header. `push_ipv4` does all of it.
     """
     if not _open_gap(data, meta, b, offset, nbytes):
         return False
@@ -347,6 +407,12 @@ PACKET_METHODS: dict[str, Callable] = {
     "parse": parse_packet,
     "update_checksums": C.update_packet_checksums,
     "checksums_ok": C.checksums_ok,
+    "get_u8": get_u8,
+    "get_u16": get_u16,
+    "get_u32": get_u32,
+    "set_u8": set_u8,
+    "set_u16": set_u16,
+    "set_u32": set_u32,
     "encapsulate": encapsulate,
     "decapsulate": decapsulate,
     "push_ipv4": push_ipv4,
