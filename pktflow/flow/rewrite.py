@@ -44,6 +44,7 @@ from pktflow.packet.fields import LAYERS, Field, Layer
 
 P = "_pf_"  # prefix of every name the rewrite introduces; user code may not use it
 DATA, META, IDX, N, OUT = P + "data", P + "meta", P + "idx", P + "n", P + "out"
+_NO_TRACEBACK = 'raised in compiled code; run the node with mode="interpreted" to see where'
 _INLINE = '@njit(cache=True, nogil=True, inline="always")\n'
 _ADDRESS_PARSERS = {"mac": parse_mac, "ipv4": parse_ipv4, "ipv6": parse_ipv6}
 # Packet attributes backed by a metadata column (read only, as in the object API).
@@ -157,7 +158,8 @@ def _parse_function(func: Callable) -> tuple[ast.FunctionDef, str, int]:
 class _Module:
     """Everything one generated module needs: helpers, imports, kernel arguments."""
 
-    def __init__(self) -> None:
+    def __init__(self, raise_by_call: bool) -> None:
+        self.raise_by_call = raise_by_call
         self.imports: dict[str, str] = {}  # local name -> import statement
         self.helpers: dict[str, str] = {}  # generated name -> source
         self.functions: dict[tuple, str] = {}  # (id(func), packet positions) -> name
@@ -196,16 +198,21 @@ class _Module:
         return f"(meta[b, {M.FLAGS}] & {layer.flag}) == 0"
 
     def fail(self, exc: str) -> str:
-        """A function that raises `exc`. Raising goes through a call, never inline: Numba
-        lets a `raise` inlined into the kernel's try block escape it."""
+        """A statement raising `exc` (compiled code keeps no message or traceback).
+
+        Inside a try block Numba lets an inlined `raise` escape the block, so user code with
+        try blocks raises through a call; elsewhere an inline raise keeps the checks free,
+        where the call costs 4x the accessor it guards.
+        """
+        if not self.raise_by_call:
+            return f"raise {exc}('{_NO_TRACEBACK}')"
         name = f"{P}fail_{exc}"
         if name not in self.helpers:
             self.helpers[name] = (
                 f"@njit(cache=True, nogil=True)\ndef {name}():\n"
-                f"    raise {exc}('raised in compiled code; run the node with "
-                "mode=\"interpreted\" for the traceback')\n"
+                f"    raise {exc}('{_NO_TRACEBACK}')\n"
             )
-        return name
+        return f"{name}()"
 
     def need(self, layer: Layer) -> str:
         """`need_L(meta, b)`: raise unless the packet has layer L (as `pkt.L` does)."""
@@ -214,7 +221,7 @@ class _Module:
             self.helpers[name] = (
                 f"{_INLINE}def {name}(meta, b):\n"
                 f"    if {self._missing(layer)}:\n"
-                f"        {self.fail('LookupError')}()\n"
+                f"        {self.fail('LookupError')}\n"
             )
         return name
 
@@ -230,7 +237,7 @@ class _Module:
         return (
             f"    if {self._missing(layer)} or acc.{layer.name}_offset(meta, b) + "
             f"{f.offset + f.size} > meta[b, {M.START}] + meta[b, {M.LEN}]:\n"
-            f"        {self.fail('LookupError')}()\n"
+            f"        {self.fail('LookupError')}\n"
         )
 
     def getter(self, layer: Layer, f: Field) -> str:
@@ -251,12 +258,12 @@ class _Module:
             if f.kind == "ipv6":
                 check = (
                     "    if len(value) != 16:\n"
-                    f"        {self.fail('ValueError')}()\n"
+                    f"        {self.fail('ValueError')}\n"
                 )
             else:
                 check = (
                     f"    if value < 0 or value > {f.max_value}:\n"
-                    f"        {self.fail('ValueError')}()\n"
+                    f"        {self.fail('ValueError')}\n"
                 )
             self.helpers[name] = (
                 f"{_INLINE}def {name}(data, meta, b, value):\n"
@@ -473,12 +480,12 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Raise(self, node: ast.Raise) -> ast.AST:
         # Compiled code only catches `Exception` as a whole, so the class is all that can
         # matter, and Numba keeps no message; see _Module.fail for why this is a call.
-        return ast.copy_location(ast.Expr(self._call(self.m.fail("RuntimeError"))), node)
+        return ast.copy_location(ast.parse(self.m.fail("RuntimeError")).body[0], node)
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST:
         test = ast.UnaryOp(ast.Not(), self.visit(node.test))
         return ast.copy_location(
-            ast.If(test, [ast.Expr(self._call(self.m.fail("AssertionError")))], []), node)
+            ast.If(test, [ast.parse(self.m.fail("AssertionError")).body[0]], []), node)
 
     def visit_Global(self, node: ast.Global) -> ast.AST:
         raise self.error(node, "compiled code cannot assign globals")
@@ -801,6 +808,10 @@ class _Rewriter(ast.NodeTransformer):
         return ast.Compare(new[0], node.ops, new[1:])
 
 
+def _has_try(fdef: ast.FunctionDef) -> bool:
+    return any(isinstance(n, ast.Try) for n in ast.walk(fdef))
+
+
 def _helper(module: _Module, value: Any, positions: tuple[int, ...]) -> str:
     """Include a plain function the user calls, rewritten; packets it takes become indices."""
     func = _python_function(value)
@@ -811,6 +822,9 @@ def _helper(module: _Module, value: Any, positions: tuple[int, ...]) -> str:
     name = f"{P}h{len(module.functions)}_{func.__name__.strip('<>')}"
     module.functions[key] = name
     fdef, filename, first = _parse_function(func)
+    if _has_try(fdef) and not module.raise_by_call:
+        raise CompileError(f"helper {func.__name__} has a try block; compiled helpers cannot "
+                           "catch errors of packet accessors")
     params = [a.arg for a in fdef.args.args]
     packets = {params[i] for i in positions if i < len(params)}
     rewriter = _Rewriter(module, func, fdef, filename, first, packets, None, is_helper=True)
@@ -827,9 +841,11 @@ def _helper(module: _Module, value: Any, positions: tuple[int, ...]) -> str:
     return name
 
 
-def _kernel_loop(kind: NodeKind, call: str) -> str:
-    """The batch loop around the user function, catching errors per packet or vector."""
+def _kernel_source(kind: NodeKind, call: str, extra: list[str]) -> str:
+    """The batch kernel around the user function, catching errors per packet or vector."""
     err = VERDICT_ERROR
+    params = ", ".join([DATA, META, IDX, N, OUT] + extra)
+    head = f"@njit(cache=True, nogil=True)\ndef {P}kernel({params}):\n"
     if kind.is_vector:
         setup = f"    mask = np.ones({N}, np.bool_)\n"
         verdict = f"        for k in range({N}):\n            {OUT}[k] = 0\n"
@@ -843,25 +859,32 @@ def _kernel_loop(kind: NodeKind, call: str) -> str:
                        f"            {OUT}[k] = min(max(answers[k], {VERDICT_MIN}), "
                        f"{VERDICT_MAX})\n")
         return (
-            f"{setup}    try:\n        {call}\n{verdict}        return 0\n"
+            f"{head}{setup}    try:\n        {call}\n{verdict}        return 0\n"
             f"    except Exception:\n        for k in range({N}):\n"
             f"            {OUT}[k] = {err}\n        return {N}\n"
         )
     if kind in (NodeKind.HANDLER_DROP, NodeKind.SEPARATOR):
-        body = f"r = {call}\n                {OUT}[k] = 1 if r else 0"
+        body = f"r = {call}\n        {OUT}[k] = 1 if r else 0"
     elif kind is NodeKind.SPLITTER:
         body = (f"r = np.int64({call})\n"
-                f"                {OUT}[k] = min(max(r, {VERDICT_MIN}), {VERDICT_MAX})")
+                f"        {OUT}[k] = min(max(r, {VERDICT_MIN}), {VERDICT_MAX})")
     else:
-        body = f"{call}\n                {OUT}[k] = 0"
-    # The try sits around an inner loop, not inside it: Numba makes a try block per packet
-    # cost 4x the handler's own work. After an error the outer loop resumes at k + 1.
+        body = f"{call}\n        {OUT}[k] = 0"
+    # The packet loop runs outside any try block: inside one, Numba goes on running the
+    # statements after a failed call until the end of the basic block, so an inlined user
+    # function would not stop where it raised. The kernel's try catches what propagates out
+    # of the loop function; `progress` says which packet raised, and the loop resumes after
+    # it. (A try block around each packet would also cost 4x a MAC swap.)
+    args = ", ".join([DATA, META, IDX, N, OUT, "progress"] + extra)
     return (
-        f"    errors = 0\n    k = 0\n    while k < {N}:\n        try:\n"
-        f"            while k < {N}:\n                {P}b = {IDX}[k]\n"
-        f"                {body}\n                k += 1\n"
-        f"        except Exception:\n            {OUT}[k] = {err}\n"
-        f"            errors += 1\n            k += 1\n    return errors\n"
+        f"@njit(cache=True, nogil=True)\ndef {P}loop({args}):\n"
+        f"    k = progress[0]\n    while k < {N}:\n        progress[0] = k\n"
+        f"        {P}b = {IDX}[k]\n        {body}\n        k += 1\n"
+        f"    progress[0] = {N}\n\n\n"
+        f"{head}    progress = np.zeros(1, np.int64)\n    errors = 0\n"
+        f"    while progress[0] < {N}:\n        try:\n            {P}loop({args})\n"
+        f"        except Exception:\n            {OUT}[progress[0]] = {err}\n"
+        f"            errors += 1\n            progress[0] += 1\n    return errors\n"
     )
 
 
@@ -964,7 +987,7 @@ def build_compiled_kernel(kernel: Any, ctx: Any) -> CompiledKernel:
     if len(params) > nparams:
         raise CompileError("parameters with defaults beyond the node's form are not compiled")
     ctx_name = params[-1] if kernel.takes_ctx else None
-    module = _Module()
+    module = _Module(raise_by_call=_has_try(fdef))
     if kind.is_vector:
         vector, packets = params[0], set()
     else:
@@ -1004,7 +1027,6 @@ def build_compiled_kernel(kernel: Any, ctx: Any) -> CompiledKernel:
     else:
         call_args.append(f"{P}b")
     call = f"{P}user({', '.join(call_args + extra)})"
-    kernel_params = ", ".join([DATA, META, IDX, N, OUT] + extra)
     origin = f"{getattr(func, '__module__', '?')}.{func.__qualname__}"
     header = (
         f'"""Generated by pktflow.flow.rewrite from {origin} ({kind.value}). Do not edit."""\n'
@@ -1017,8 +1039,7 @@ def build_compiled_kernel(kernel: Any, ctx: Any) -> CompiledKernel:
         header + "\n\n" + "\n\n".join(module.helpers.values()) + "\n\n"
         + "\n\n".join(module.function_sources) + "\n\n"
         + f"{{DECORATOR}}\n{user_src}\n\n\n"
-        + f"@njit(cache=True, nogil=True)\ndef {P}kernel({kernel_params}):\n"
-        + _kernel_loop(kind, call)
+        + _kernel_source(kind, call, extra)
     )
     env = tuple(module.env[name] for name in env_names)
     bound = tuple(module.bound)
