@@ -108,12 +108,26 @@ def _eq(self: int, other: object, parse) -> bool:
     return NotImplemented
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts other scripts' digits and superscripts)."""
+    return text.isascii() and text.isdigit()
+
+
+def _require_text(text: object, what: str) -> None:
+    if not isinstance(text, str):
+        raise AddressError(f"a {what} address must be text, got {type(text).__name__} {text!r}")
+
+
 def _mac_error(text: str) -> str:
     return f'bad MAC address "{text}": expected six hex bytes like 00:11:22:33:44:55'
 
 
 def parse_mac(text: str) -> int:
     """'00:11:22:33:44:55' (also '-' or '.'-grouped Cisco form) -> 48-bit int."""
+    _require_text(text, "MAC")
     s = text.strip()
     if "." in s and len(s) == 14:  # 0011.2233.4455
         digits = s.replace(".", "")
@@ -122,22 +136,21 @@ def parse_mac(text: str) -> int:
         if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
             raise AddressError(_mac_error(text))
         digits = "".join(p.zfill(2) for p in parts)
-    try:
-        if len(digits) != 12:
-            raise ValueError
-        return int(digits, 16)
-    except ValueError:
-        raise AddressError(_mac_error(text)) from None
+    # int(..., 16) alone would accept signs and underscores.
+    if len(digits) != 12 or not all(c in _HEX for c in digits):
+        raise AddressError(_mac_error(text))
+    return int(digits, 16)
 
 
 def parse_ipv4(text: str) -> int:
     """'10.0.0.1' -> 32-bit int."""
+    _require_text(text, "IPv4")
     parts = text.strip().split(".")
     if len(parts) != 4:
         raise AddressError(f'bad IPv4 address "{text}": expected four numbers like 10.0.0.1')
     value = 0
     for p in parts:
-        if not p.isdigit() or int(p) > 255:
+        if not _is_decimal(p) or int(p) > 255:
             raise AddressError(f'bad IPv4 address "{text}": "{p}" is not a number from 0 to 255')
         value = (value << 8) | int(p)
     return value
@@ -145,6 +158,7 @@ def parse_ipv4(text: str) -> int:
 
 def parse_ipv6(text: str) -> int:
     """'2001:db8::1' -> 128-bit int."""
+    _require_text(text, "IPv6")
     try:
         return int(ipaddress.IPv6Address(text.strip()))
     except ValueError as e:
@@ -181,6 +195,7 @@ def parse_cidr(text: str, strict: bool = False) -> CIDR:
 
     Host bits are cleared unless `strict`, where they are an error.
     """
+    _require_text(text, "CIDR")
     s = text.strip()
     addr_text, slash, prefix_text = s.partition("/")
     version = 6 if ":" in addr_text else 4
@@ -192,7 +207,7 @@ def parse_cidr(text: str, strict: bool = False) -> CIDR:
         ) from None
     bits = 32 if version == 4 else 128
     if slash:
-        if not prefix_text.isdigit() or int(prefix_text) > bits:
+        if not _is_decimal(prefix_text) or int(prefix_text) > bits:
             raise AddressError(f'bad CIDR "{text}": prefix must be a number from 0 to {bits}')
         prefix = int(prefix_text)
     else:
