@@ -57,7 +57,7 @@ def main_page(gen: Pktgen) -> str:
 
     rows = [
         row("Port:Flags", lambda s, c: f"{s['port']}:{c.mode}{'+vlan' if c.vlan else ''}"
-            f"{' TX' if s['sending'] else ''}"),
+            f"{'/TX' if s['sending'] else ''}"),
         row("Link State", lambda s, c: f"{'<UP>' if s['link'] else '<DOWN>'} {s['name']}"),
         row("Pkts/s Rx:Tx", lambda s, c: f"{_n(s['rx_pps'])}:{_n(s['tx_pps'])}"),
         row("MBits/s Rx:Tx", lambda s, c: f"{_n(s['rx_mbps'])}:{_n(s['tx_mbps'])}"),
