@@ -102,7 +102,6 @@ class Runtime:
         self.stopped = False
         self._sched_stop = threading.Event()
         self._sched: threading.Thread | None = None
-        self.activity = 0  # packets polled by all clones, for idle detection
 
     def locks(self, port: Port) -> tuple[threading.Lock, threading.Lock]:
         """(receive lock, send lock) of a port, shared by every clone and node using it."""
@@ -122,8 +121,21 @@ class Runtime:
         with self.extra_lock:
             self.extra[node_id].drop(reason, n)
 
+    @property
+    def activity(self) -> int:
+        """Packets polled by every clone so far (for idle detection)."""
+        return sum(run.packets for g in self.groups for run in g.active + g.retired)
+
+    def quiet(self) -> bool:
+        """No clone inside a batch, no packet waiting in a ring or at a receiving port."""
+        for group in self.groups:
+            if any(run.busy for run in group.active) or group.backlog():
+                return False
+        return True
+
     # Lifecycle
     def start(self) -> None:
+        warm_up()
         for group in self.groups:
             count = group.plan.fixed_clones or 1
             for _ in range(count):
@@ -300,6 +312,8 @@ class SegmentRun:
                                if root.ring_input else self.root)  # type: ignore[assignment]
         self._stop = threading.Event()
         self._busy_ns = 0
+        self.busy = False  # inside a batch right now
+        self.packets = 0
         self._thread = threading.Thread(
             target=self._loop, name=f"pktflow-{group.plan.name}-{number}", daemon=True)
 
@@ -325,10 +339,15 @@ class SegmentRun:
     def step(self) -> int:
         batch = self.batch
         batch.n = 0
-        n = self.source.poll(batch)
-        if n:
-            self.root.process(batch.idx, n)
-            batch.n = 0
+        self.busy = True
+        try:
+            n = self.source.poll(batch)
+            if n:
+                self.packets += n
+                self.root.process(batch.idx, n)
+                batch.n = 0
+        finally:
+            self.busy = False
         return n
 
     def _loop(self) -> None:
@@ -340,7 +359,6 @@ class SegmentRun:
         sleep = IDLE_SLEEP_MIN
         stop = self._stop
         step = self.step
-        rt = self.group.rt
         while not stop.is_set():
             t0 = time.perf_counter_ns()
             try:
@@ -350,7 +368,6 @@ class SegmentRun:
                 n = 0
             if n:
                 self._busy_ns += time.perf_counter_ns() - t0
-                rt.activity += n
                 sleep = IDLE_SLEEP_MIN
             else:
                 time.sleep(sleep)
@@ -628,6 +645,24 @@ class RingPushRun(NodeRun):
             # Counted on the node that owns the ring (the merger or the generator).
             self.rt.count_extra(self.owner_id, "queue-full", n - done)
             self.rt.free(self.scratch, idx[done:], n - done)
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) the batch helpers before workers
+    start, so no first batch stalls on it."""
+    idx = np.zeros(1, dtype=np.int32)
+    verdict = np.zeros(1, dtype=np.int32)
+    buckets = np.zeros((3, 1), dtype=np.int32)
+    counts = np.zeros(3, dtype=np.int64)
+    split_batch(idx, 0, verdict, np.zeros(1, dtype=np.int32), buckets, counts)
+    partition_verdicts(0, 0, 1, 1, verdict)
+    data = np.zeros((1, 64), dtype=np.uint8)
+    meta = np.zeros((1, 16), dtype=np.int32)
+    ts = np.zeros(1, dtype=np.int64)
+    copy_packets(data, meta, ts, idx, idx, 0)
+    stamp(ts, idx, 0, 0)
+    parse_batch(data, meta, idx, 0)
+    Ring(1, "warm-up").push(idx, 0, 0)
 
 
 def make_run(rt: Runtime, node: Node, clone: int, runs: dict[int, NodeRun]) -> NodeRun:

@@ -185,12 +185,12 @@ class System:
 
     def handler_drop(self, flow: Flow, fn: Callable, ctx: Any = None, **opts: Any) -> None:
         """Keep the packets for which `fn(pkt, ctx)` is true; drop the others (counted)."""
-        self._kernel_node("handler_drop", flow, fn, ctx, 2, opts)
+        self._kernel_node("handler_drop", flow, fn, ctx, 1, opts)
 
     def vector_handler_drop(self, flow: Flow, fn: Callable, ctx: Any = None,
                             **opts: Any) -> None:
         """Keep the packets whose `answers[i]` `fn(pkts, mask, answers, ctx)` sets true."""
-        self._kernel_node("vector_handler_drop", flow, fn, ctx, 2, opts)
+        self._kernel_node("vector_handler_drop", flow, fn, ctx, 1, opts)
 
     def separator(self, flow: Flow, fn: Callable, ctx: Any = None, **opts: Any) -> Flow:
         """Packets for which `fn(pkt, ctx)` is true stay in `flow`; the others go to the
@@ -386,7 +386,7 @@ class System:
                     continue
                 seen = rt.activity
                 now = time.monotonic()
-                if seen != last or any(len(r) for r in rt.rings.values()):
+                if seen != last or not rt.quiet():
                     last, quiet_since = seen, now
                 elif now - quiet_since >= until_idle:
                     break
