@@ -30,6 +30,9 @@ class MACAddr(int):
     def __eq__(self, other: object) -> bool:
         return _eq(self, other, parse_mac)
 
+    def __ne__(self, other: object) -> bool:
+        return _ne(self, other, parse_mac)
+
     __hash__ = int.__hash__
 
     @property
@@ -53,6 +56,9 @@ class IPv4Addr(int):
     def __eq__(self, other: object) -> bool:
         return _eq(self, other, parse_ipv4)
 
+    def __ne__(self, other: object) -> bool:
+        return _ne(self, other, parse_ipv4)
+
     __hash__ = int.__hash__
 
     @property
@@ -74,6 +80,9 @@ class IPv6Addr(int):
 
     def __eq__(self, other: object) -> bool:
         return _eq(self, other, parse_ipv6)
+
+    def __ne__(self, other: object) -> bool:
+        return _ne(self, other, parse_ipv6)
 
     __hash__ = int.__hash__
 
@@ -119,6 +128,12 @@ def _is_decimal(text: str) -> bool:
 def _require_text(text: object, what: str) -> None:
     if not isinstance(text, str):
         raise AddressError(f"a {what} address must be text, got {type(text).__name__} {text!r}")
+
+
+def _ne(self: int, other: object, parse) -> bool:
+    # int.__ne__ would answer for text operands (always "not equal"): negate _eq instead.
+    result = _eq(self, other, parse)
+    return result if result is NotImplemented else not result
 
 
 def _mac_error(text: str) -> str:

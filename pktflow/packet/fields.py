@@ -8,6 +8,7 @@ batch accessors (`ipv4_src_get(data, meta, b)`) in `accessors.py`.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from pktflow.packet import meta as M
@@ -59,6 +60,8 @@ class Field:
             return parse(value)
         if isinstance(value, bytes | bytearray):
             value = int.from_bytes(value, "big")
+        if isinstance(value, numbers.Integral) and not isinstance(value, int):
+            value = int(value)  # NumPy integers, as context arrays and compiled code give them
         if not isinstance(value, int):
             raise TypeError(f"field {self.name} takes an int, got {type(value).__name__}")
         if not 0 <= value <= self.max_value:
