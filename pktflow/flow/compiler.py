@@ -104,11 +104,17 @@ def check_signature(func: Callable, kind: NodeKind) -> bool:
 
 
 def copy_context(ctx: Any) -> Any:
-    """A private copy of a user context for one clone of a node (ctx.copy() if it has one)."""
+    """A private copy of a user context for one clone of a node.
+
+    A context class's own copy() decides (NFF-Go's Copy()); NumPy arrays copy their data;
+    anything else, the built-in containers included (their copy() is shallow), is deep-copied.
+    """
     if ctx is None:
         return None
+    if isinstance(ctx, np.ndarray):
+        return ctx.copy()
     copier = getattr(ctx, "copy", None)
-    if callable(copier):
+    if callable(copier) and not isinstance(ctx, dict | list | set | bytearray):
         return copier()
     return copy.deepcopy(ctx)
 

@@ -491,7 +491,7 @@ def test_forced_interpreted_and_last_error():
     out = np.zeros(len(idx), dtype=np.int32)
     assert kernel.run(pool, idx, len(idx), out, None) > 0
     text = kernel.last_error()
-    assert "raising_handler" in text and "ValueError" in text or "AssertionError" in text
+    assert "raising_handler" in text and ("ValueError" in text or "AssertionError" in text)
     compiled = compile_node(raising_handler, NodeKind.HANDLER)
     assert compiled.path == "compiled" and 'mode="interpreted"' in compiled.last_error()
     with pytest.raises(ValueError, match="mode must be one of"):
