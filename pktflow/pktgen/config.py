@@ -51,7 +51,9 @@ FIELD_LIMITS = {
 
 # Columns of Template.layout (int64), read by the synthesis kernel.
 LAY_L3, LAY_L4, LAY_PAYLOAD, LAY_VLAN, LAY_IPV6, LAY_PROTO, LAY_HDR_LEN, LAY_COS = range(8)
-LAY_NCOLS = 8
+LAY_IP_BASE = 8  # checksum sum of the IPv4 header words no packet changes
+LAY_L4_BASE = 9  # the same for the L4 header (TCP sequence, flags, window; ICMP type)
+LAY_NCOLS = 10
 
 
 @dataclass
@@ -154,6 +156,7 @@ class Template:
     payload's running checksum sums and the field table (rows of RANGE_FIELDS)."""
 
     frame: np.ndarray  # uint8, the frame at MAX_SIZE with every header and the payload
+    frame64: np.ndarray  # uint64 view of the frame padded to whole words (for fast copies)
     layout: np.ndarray  # int64 [LAY_NCOLS]
     payload_sums: np.ndarray  # int64, sums[k] = 16-bit word sum of the first k payload bytes
     fields: np.ndarray  # int64 [9, 4]: start, min, max, inc
@@ -221,6 +224,14 @@ def build_template(cfg: PortConfig) -> Template:
     layout[LAY_PROTO] = proto
     layout[LAY_HDR_LEN] = payload_at
     layout[LAY_COS] = cfg.cos
+    words = np.frombuffer(ip + l4h, dtype=">u2").astype(np.int64)
+    l4w = len(ip) // 2
+    if not cfg.ipv6:
+        layout[LAY_IP_BASE] = words[0] + words[2] + words[3]  # version/tos, id, fragment
+    if proto == M.IPPROTO_TCP:
+        layout[LAY_L4_BASE] = words[l4w + 2:l4w + 8].sum() + words[l4w + 9]
+    elif proto != M.IPPROTO_UDP:
+        layout[LAY_L4_BASE] = words[l4w] + words[l4w + 2:l4w + 4].sum()
     fields = np.zeros((len(RANGE_FIELDS), 4), dtype=np.int64)
     single = {"dst_mac": cfg.dst_mac, "src_mac": cfg.src_mac, "dst_ip": cfg.dst_ip,
               "src_ip": cfg.src_ip, "dst_port": cfg.dport, "src_port": cfg.sport,
@@ -232,10 +243,21 @@ def build_template(cfg: PortConfig) -> Template:
         else:
             v = single[name]
             fields[row] = (v, v, v, 0)
-    return Template(frame, layout, payload_word_sums(payload), fields,
+    padded = np.zeros((max_frame + 7) // 8 * 8, dtype=np.uint8)
+    padded[:max_frame] = frame
+    return Template(frame, padded.view(np.uint64), layout, payload_word_sums(payload), fields,
                     np.frombuffer(cfg.src_ip6.to_bytes(16, "big"), dtype=np.uint8).copy(),
                     np.frombuffer(cfg.dst_ip6.to_bytes(16, "big"), dtype=np.uint8).copy(),
                     cfg.version)
+
+
+def words_view(data: np.ndarray) -> np.ndarray:
+    """`data` (a pool's uint8 rows) seen as uint64 words when its rows allow, for the
+    synthesis kernel's word copies; a 1-column dummy otherwise (the kernel then copies
+    bytes)."""
+    if data.shape[1] % 8 == 0 and data.flags.c_contiguous:
+        return data.view(np.uint64)
+    return np.zeros((1, 1), dtype=np.uint64)
 
 
 def format_mac(value: int) -> str:

@@ -34,6 +34,7 @@ from pktflow.pktgen.config import (
     Template,
     build_template,
     default_config,
+    words_view,
 )
 from pktflow.pktgen.kernels import (
     HIST_LABELS,
@@ -82,6 +83,7 @@ class PortWorker:
         self._tx_batch = Batch(pool, MAX_BURST)
         self._rx_batch = Batch(pool, RX_BURST)
         self._cum = np.zeros(MAX_BURST, dtype=np.int64)
+        self._data64 = words_view(pool.data)
         self._template: Template | None = None
         self._cur = np.zeros(0, dtype=np.int64)
         self._reader: PcapReader | None = None
@@ -286,8 +288,9 @@ class PortWorker:
             if got == 0:
                 return IDLE_MIN_S  # the pool is empty: packets are still in flight elsewhere
             t = self._template
-            synth_batch(pool.data, pool.meta, batch.idx, got, t.frame, t.layout,
-                        t.payload_sums, t.fields, self._cur, t.ip6_src, t.ip6_dst, self._cum)
+            synth_batch(pool.data, self._data64, pool.meta, batch.idx, got, t.frame, t.frame64,
+                        t.layout, t.payload_sums, t.fields, self._cur, t.ip6_src, t.ip6_dst,
+                        self._cum)
         cost = got if self._pps_mode else float(self._cum[got - 1] + FRAME_OVERHEAD * got)
         sent = self.port.send(batch)
         batch.n = 0
@@ -347,8 +350,9 @@ def warm_up() -> None:
     cfg = default_config(0, [0], {})
     t = build_template(cfg)
     cum = np.zeros(1, dtype=np.int64)
-    synth_batch(pool.data, pool.meta, batch.idx, 1, t.frame, t.layout, t.payload_sums,
-                t.fields, t.fields[:, 0].copy(), t.ip6_src, t.ip6_dst, cum)
+    synth_batch(pool.data, words_view(pool.data), pool.meta, batch.idx, 1, t.frame, t.frame64,
+                t.layout, t.payload_sums, t.fields, t.fields[:, 0].copy(), t.ip6_src,
+                t.ip6_dst, cum)
     rx_account(pool.data, pool.meta, batch.idx, 1, new_rx_accumulator())
     _warm = True
 

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from pktflow.packet import meta as M
-from pktflow.packet.checksum import fold, ones_sum
+from pktflow.packet.checksum import fold
 from pktflow.pktgen.config import (
     F_DST_IP,
     F_DST_MAC,
@@ -27,9 +27,11 @@ from pktflow.pktgen.config import (
     FCS_LEN,
     LAY_COS,
     LAY_HDR_LEN,
+    LAY_IP_BASE,
     LAY_IPV6,
     LAY_L3,
     LAY_L4,
+    LAY_L4_BASE,
     LAY_PAYLOAD,
     LAY_PROTO,
     LAY_VLAN,
@@ -78,7 +80,8 @@ def _addr6_sum(addr):
 
 
 @njit(cache=True, nogil=True)
-def synth_batch(data, meta, idx, n, frame, layout, psums, fields, cur, ip6_src, ip6_dst, cum):
+def synth_batch(data, data64, meta, idx, n, frame, frame64, layout, psums, fields, cur, ip6_src,
+                ip6_dst, cum):
     """Write n packets into the buffers idx[:n] (at each buffer's START): the template
     with this packet's field values, lengths and checksums. A field with inc 0 keeps its
     start value; others take cur[f] and step it, wrapping past max to min (below min to
@@ -91,6 +94,8 @@ def synth_batch(data, meta, idx, n, frame, layout, psums, fields, cur, ip6_src, 
     ipv6 = layout[LAY_IPV6] != 0
     proto = layout[LAY_PROTO]
     cos = layout[LAY_COS]
+    ip_base = layout[LAY_IP_BASE]
+    l4_base = layout[LAY_L4_BASE]
     max_frame = frame.shape[0]
     nf = fields.shape[0]
     vals = np.empty(nf, dtype=np.int64)
@@ -120,7 +125,13 @@ def synth_batch(data, meta, idx, n, frame, layout, psums, fields, cur, ip6_src, 
         if s < 0 or s + flen > data.shape[1]:
             s = 0
             meta[b, M.START] = 0
-        data[b, s:s + flen] = frame[:flen]
+        if s & 7 == 0 and data64.shape[1] * 8 == data.shape[1] and \
+                s + ((flen + 7) & ~7) <= data.shape[1]:
+            w0 = s >> 3
+            for w in range((flen + 7) >> 3):
+                data64[b, w0 + w] = frame64[w]
+        else:
+            data[b, s:s + flen] = frame[:flen]
         _put48(data, b, s, vals[F_DST_MAC])
         _put48(data, b, s + 6, vals[F_SRC_MAC])
         if has_vlan:
@@ -133,33 +144,38 @@ def synth_batch(data, meta, idx, n, frame, layout, psums, fields, cur, ip6_src, 
             data[b, o3 + 7] = vals[F_TTL]
             pseudo = addr6 + l4_len + proto
         else:
-            _put16(data, b, o3 + 2, flen - l3)
-            data[b, o3 + 8] = vals[F_TTL]
-            _put32(data, b, o3 + 12, vals[F_SRC_IP])
-            _put32(data, b, o3 + 16, vals[F_DST_IP])
-            _put16(data, b, o3 + 10, 0)
-            _put16(data, b, o3 + 10, 0xFFFF - fold(ones_sum(data, b, o3, o3 + 20)))
             sip = vals[F_SRC_IP]
             dip = vals[F_DST_IP]
-            pseudo = (sip >> 16) + (sip & 0xFFFF) + (dip >> 16) + (dip & 0xFFFF)
-            pseudo += l4_len + proto
+            ttl = vals[F_TTL]
+            _put16(data, b, o3 + 2, flen - l3)
+            data[b, o3 + 8] = ttl
+            _put32(data, b, o3 + 12, sip)
+            _put32(data, b, o3 + 16, dip)
+            addrs = (sip >> 16) + (sip & 0xFFFF) + (dip >> 16) + (dip & 0xFFFF)
+            _put16(data, b, o3 + 10,
+                   0xFFFF - fold(ip_base + (flen - l3) + (ttl << 8) + proto + addrs))
+            pseudo = addrs + l4_len + proto
         payload_sum = psums[flen - payload_at]
         if proto == M.IPPROTO_TCP:
             _put16(data, b, o4, vals[F_SRC_PORT])
             _put16(data, b, o4 + 2, vals[F_DST_PORT])
-            csum = 0xFFFF - fold(pseudo + ones_sum(data, b, o4, o4 + 20) + payload_sum)
+            sport = vals[F_SRC_PORT]
+            dport = vals[F_DST_PORT]
+            csum = 0xFFFF - fold(pseudo + l4_base + sport + dport + payload_sum)
             _put16(data, b, o4 + 16, csum)
         elif proto == M.IPPROTO_UDP:
-            _put16(data, b, o4, vals[F_SRC_PORT])
-            _put16(data, b, o4 + 2, vals[F_DST_PORT])
+            sport = vals[F_SRC_PORT]
+            dport = vals[F_DST_PORT]
+            _put16(data, b, o4, sport)
+            _put16(data, b, o4 + 2, dport)
             _put16(data, b, o4 + 4, l4_len)
-            csum = 0xFFFF - fold(pseudo + ones_sum(data, b, o4, o4 + 8) + payload_sum)
+            csum = 0xFFFF - fold(pseudo + sport + dport + l4_len + payload_sum)
             _put16(data, b, o4 + 6, csum if csum != 0 else 0xFFFF)
         elif proto == M.IPPROTO_ICMPV6:
-            csum = 0xFFFF - fold(pseudo + ones_sum(data, b, o4, o4 + 8) + payload_sum)
+            csum = 0xFFFF - fold(pseudo + l4_base + payload_sum)
             _put16(data, b, o4 + 2, csum)
         else:  # ICMP echo: no pseudo header
-            csum = 0xFFFF - fold(ones_sum(data, b, o4, o4 + 8) + payload_sum)
+            csum = 0xFFFF - fold(l4_base + payload_sum)
             _put16(data, b, o4 + 2, csum)
         meta[b, M.LEN] = flen
         meta[b, M.PORT] = -1
