@@ -103,10 +103,12 @@ def ipv4_checksum_ok(data, meta, b):
 
 
 @njit(cache=True, nogil=True)
-def _l3_end(data, meta, b):
+def ip_end(data, meta, b):
     """End of the IP packet (Ethernet padding excluded), -1 without IP."""
     o = meta[b, M.L3]
     f = meta[b, M.FLAGS]
+    if o < 0:
+        return -1
     if f & M.F_IPV4:
         return o + _word(data, b, o + 2)
     if f & M.F_IPV6:
@@ -120,7 +122,7 @@ def _l4_sum(data, meta, b, csum_off, pseudo):
     (IPv4 or IPv6 per the packet) when `pseudo`; -1 if it cannot be computed."""
     f = meta[b, M.FLAGS]
     l4 = meta[b, M.L4]
-    end = _l3_end(data, meta, b)
+    end = ip_end(data, meta, b)
     if l4 < 0 or end < l4 + csum_off + 2:
         return np.int64(-1)
     o = meta[b, M.L3]

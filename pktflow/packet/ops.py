@@ -183,12 +183,15 @@ def push_ipv4(data, meta, b, src, dst, proto):
     """Put a new outer IPv4 header (src, dst, protocol `proto`, TTL 64, lengths and
     checksum filled) right after Ethernet/VLAN; for IP-in-IP tunnels. False if no room."""
     l2 = _l2_length(meta, b)
+    # The outer length covers the inner IP packet, not Ethernet padding after it.
+    inner_end = C.ip_end(data, meta, b)
+    inner_len = meta[b, M.LEN] - l2 if inner_end < 0 else inner_end - meta[b, M.L3]
     if l2 < 0 or not _open_gap(data, meta, b, l2, 20):
         return False
     s = meta[b, M.START]
     o = s + l2
     data[b, o] = 0x45
-    _put16(data, b, o + 2, meta[b, M.LEN] - l2)
+    _put16(data, b, o + 2, inner_len + 20)
     data[b, o + 8] = DEFAULT_TTL
     data[b, o + 9] = np.uint8(proto & 255)
     _put32(data, b, o + 12, src)

@@ -4,7 +4,9 @@ A `Packet` is a light view of one buffer of a pool; `pkt.<layer>` returns a view
 header whose attributes are the fields of its table in `protocols.py`. Asking for a header
 the packet does not have raises `HeaderMissing`, which says which headers it has. Values
 are the same integers compiled accessors return (addresses as int subclasses that print
-as addresses); writes also accept address text.
+as addresses); writes also accept address text. Operations registered in `ops.py` are
+methods too (`pkt.update_checksums()`, `pkt.ipv4.rewrite_src("10.0.0.1")`): each calls
+the same Numba function compiled code calls, with the pool's arrays and this buffer.
 """
 
 from __future__ import annotations

@@ -136,6 +136,11 @@ def test_push_and_pop_ipv4(pool):
     assert bytes(Ether(bytes(sp))) == pkt.bytes()  # Scapy agrees on the checksum
     assert pkt.pop_ipv4() and pkt.bytes() == inner
     assert not pkt.pop_ipv4()  # the inner packet is UDP, not a tunnel
+    padded = build.frame(ipv4={}, udp={}) + bytes(18)  # a 60-byte minimum frame
+    pkt = build.put(pool, 0, padded)
+    assert pkt.push_ipv4("1.1.1.1", "2.2.2.2", 4)
+    assert pkt.ipv4.total_length == 20 + 28 and pkt.checksums_ok()
+    assert pkt.pop_ipv4() and pkt.bytes() == padded and pkt.udp.checksum_ok()
 
 
 def test_encapsulate_refuses_without_headroom_or_length():
