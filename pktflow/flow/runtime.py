@@ -263,15 +263,15 @@ class SegmentGroup:
         """Clone when the input keeps growing; retire a clone after idle intervals."""
         busy = [run.take_busy() for run in self.active]
         backlog = self.backlog()
-        grew = (self.last_backlog is not None and backlog > self.last_backlog
-                and backlog >= 2 * self.rt.capacity)
-        rings = self.input_rings()
-        nearly_full = bool(rings) and backlog >= 0.75 * sum(r.size for r in rings)
+        # Growing, or not shrinking while at least two batches wait (a full queue cannot
+        # grow any more): the clones do not keep up.
+        behind = (self.last_backlog is not None and backlog >= self.last_backlog
+                  and backlog >= 2 * self.rt.capacity)
         self.last_backlog = backlog
         plan = self.plan
         if not plan.clonable or plan.fixed_clones is not None or not busy:
             return
-        if grew or nearly_full:
+        if behind:
             self.full_intervals += 1
             self.idle_intervals = 0
             # Two intervals in a row: a burst that the clones are already draining is not

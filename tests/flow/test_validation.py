@@ -20,7 +20,8 @@ def test_flow_left_open_names_its_origin(rig):
     r = rig(2)
     f = r.nf.receiver(0)
     r.nf.handler(f, swap)
-    with pytest.raises(FlowError, match=r"(?s)1 flow\(s\) left open.*handler swap \(test_validation"):
+    with pytest.raises(FlowError,
+                       match=r"(?s)1 flow\(s\) left open.*handler swap \(test_validation"):
         r.nf.start()
 
 
