@@ -1,0 +1,146 @@
+"""`pktflow testbed`: the tutorial topology in network namespaces, built through Mininet.
+
+    pktflow testbed [up] [--for SECONDS]    build it, print it, keep it until Ctrl-C
+    pktflow testbed shell --nf 'CMD'        NF on the target host, generator console on
+                                            the generator host (the two-terminal tutorial)
+    pktflow testbed gen --hosts 3           generators on several hosts at once
+    pktflow testbed clean                   remove leftovers of a killed run
+
+Everything is torn down on exit, on failure and on Ctrl-C/SIGTERM/SIGHUP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+
+from pktflow.testbed.net import TestbedError, clean, leftovers
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `testbed` subcommand."""
+    p = subparsers.add_parser(
+        "testbed", help="tutorial topology in network namespaces (Mininet, root)",
+        description="Build the tutorial topology (generator host and target host joined by "
+        "two veth links, port 0 to 0 and 1 to 1) in network namespaces through Mininet.")
+    sub = p.add_subparsers(dest="testbed_command", metavar="ACTION")
+    up = sub.add_parser("up", help="build the topology and keep it until Ctrl-C (default)")
+    up.add_argument("--for", dest="hold", type=float, metavar="SECONDS",
+                    help="tear down after this many seconds instead of waiting for Ctrl-C")
+    shell = sub.add_parser("shell", help="NF on the target host, generator console on the "
+                           "generator host")
+    shell.add_argument("--nf", metavar="CMD", required=True,
+                       help="command run on the target host; {port0} and {port1} become its "
+                       "port specs, e.g. \"pktflow run nf.py --port 0={port0} --port 1={port1}\"")
+    shell.add_argument("--driver", default="auto", choices=("auto", "xdp", "packet"),
+                       help="port driver for both hosts (default auto)")
+    shell.add_argument("-f", "--script", metavar="FILE", help="generator command file")
+    shell.add_argument("--json", action="store_true",
+                       help="generator prints its final statistics as JSON (scripted runs)")
+    gen = sub.add_parser("gen", help="generators on several hosts at once, counted by a sink")
+    gen.add_argument("--hosts", type=int, default=3, help="generator hosts (default 3)")
+    gen.add_argument("--count", type=int, default=20000, help="frames per generator")
+    gen.add_argument("--pps", type=int, default=10000, help="rate of each generator")
+    gen.add_argument("--driver", default="packet", choices=("auto", "xdp", "packet"))
+    sub.add_parser("clean", help="remove namespaces, links and host shells left by a killed run")
+    p.set_defaults(func=main, testbed_command=None, hold=None)
+
+
+def main(args: argparse.Namespace) -> int:
+    action = args.testbed_command or "up"
+    try:
+        if action == "clean":
+            return _clean()
+        if action == "gen":
+            return _gen(args)
+        if action == "shell":
+            return _shell(args)
+        return _up(args.hold)
+    except TestbedError as e:
+        print(f"testbed: {e}", file=sys.stderr)
+        return 2
+
+
+def _up(hold: float | None) -> int:
+    from pktflow.testbed.topo import Testbed
+
+    with Testbed.tutorial() as tb:
+        print(tb.summary())
+        print("ready: press Ctrl-C to tear down" if hold is None
+              else f"ready: tearing down in {hold:g} s", flush=True)
+        try:
+            deadline = None if hold is None else time.monotonic() + hold
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+    print("testbed torn down")
+    return 0
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from pktflow.testbed.topo import Testbed, python_argv
+
+    with Testbed.tutorial() as tb:
+        print(tb.summary(), flush=True)
+        ports = {f"port{i}": f"{args.driver}:{tb.intf('tgt', i)}" for i in (0, 1)}
+        nf_argv = shlex.split(args.nf.format(**ports))
+        if nf_argv and nf_argv[0] == "pktflow":
+            nf_argv = python_argv(*nf_argv[1:])
+        log_path = f"/tmp/pktflow-testbed-nf-{time.strftime('%H%M%S')}.log"
+        with open(log_path, "w") as log:
+            nf = tb.popen("tgt", nf_argv, stdout=log, stderr=subprocess.STDOUT)
+        print(f"NF on the target host: {shlex.join(nf_argv)} (output in {log_path})")
+        gen_argv = python_argv("pktgen", "--port", f"0={args.driver}:{tb.intf('gen', 0)}",
+                               "--port", f"1={args.driver}:{tb.intf('gen', 1)}")
+        if args.script:
+            gen_argv += ["-f", args.script]
+        if args.json:
+            gen_argv.append("--json")
+        try:
+            # ip netns exec keeps the terminal and its process group, so the console owns
+            # the keyboard as the original's second terminal did.
+            console = subprocess.Popen(["ip", "netns", "exec", tb.ns_name("gen"), *gen_argv])
+            try:
+                code = console.wait()
+            except KeyboardInterrupt:
+                console.terminate()
+                code = console.wait(5)
+        finally:
+            if nf.poll() is None:
+                nf.terminate()
+                try:
+                    nf.wait(5)
+                except subprocess.TimeoutExpired:
+                    nf.kill()
+        if nf.returncode not in (0, -15, None):
+            print(f"the NF exited with {nf.returncode}: see {log_path}", file=sys.stderr)
+    print("testbed torn down")
+    return code
+
+
+def _gen(args: argparse.Namespace) -> int:
+    from pktflow.testbed.multigen import format_results, run_fan_in
+
+    t0 = time.monotonic()
+    results = run_fan_in(args.hosts, args.count, args.pps, args.driver)
+    print(format_results(results))
+    print(f"{args.hosts} generator hosts in {time.monotonic() - t0:.1f} s")
+    failed = [r for r in results if r.exit_code != 0 or r.tx_packets != args.count]
+    for r in failed:
+        print(f"{r.host}: exit {r.exit_code}: {r.stderr.strip()[-500:]}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _clean() -> int:
+    found = clean()
+    removed = [f"{kind}: {', '.join(map(str, items))}" for kind, items in found.items() if items]
+    print("removed " + "; ".join(removed) if removed else "nothing to clean")
+    rest = leftovers()
+    if any(rest.values()):
+        print(f"still present: {rest}", file=sys.stderr)
+        return 1
+    return 0
