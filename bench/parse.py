@@ -23,6 +23,7 @@ BATCH = 256
 BATCHES = 16  # distinct batches cycled through, 4096 packets in all
 FRAME = 60  # a 64-byte Ethernet frame without its FCS
 SECONDS = 2.0
+WINDOWS = 4  # timed windows per contender; the best counts (other jobs share the cores)
 SCAPY_SAMPLE = 2000
 DPKT_SAMPLE = 20000
 
@@ -61,7 +62,8 @@ def make_frames(count: int) -> list[bytes]:
     return frames
 
 
-def bench_pktflow(frames: list[bytes]) -> tuple[float, list[tuple]]:
+def bench_pktflow(frames: list[bytes]) -> tuple[tuple[float, float], list[tuple]]:
+    """(packets per CPU second, per wall second) of the best window, and the 5-tuples."""
     pool = Pool(buffers=len(frames), name="bench-parse")
     batches = [pool.alloc(BATCH) for _ in range(len(frames) // BATCH)]
     for k, batch in enumerate(batches):
@@ -77,50 +79,56 @@ def bench_pktflow(frames: list[bytes]) -> tuple[float, list[tuple]]:
     assert parse_batch(pool.data, pool.meta, batches[0].idx, batches[0].n) == 0
     data, meta = pool.data, pool.meta
     idxs = [b.idx for b in batches]
-    done = 0
-    t0 = time.perf_counter()
-    deadline = t0 + SECONDS
-    while time.perf_counter() < deadline:
-        for idx in idxs:
-            done += parse_5tuple(data, meta, idx, BATCH, src, dst, sport, dport, proto)
-    elapsed = time.perf_counter() - t0
-    return done / elapsed, tuples
+    rates = []
+    for _ in range(WINDOWS):
+        done = 0
+        t0, c0 = time.perf_counter(), time.thread_time()
+        deadline = t0 + SECONDS / WINDOWS
+        while time.perf_counter() < deadline:
+            for idx in idxs:
+                done += parse_5tuple(data, meta, idx, BATCH, src, dst, sport, dport, proto)
+        rates.append((done / (time.thread_time() - c0), done / (time.perf_counter() - t0)))
+    return max(rates), tuples
 
 
-def _ip_int(packed: bytes) -> int:
-    return int.from_bytes(packed, "big")
+def _best_rate(parse_one, sample: list[bytes]) -> tuple[tuple[float, float], list[tuple]]:
+    """Best of WINDOWS timed passes over slices of the sample (the machine is shared)."""
+    tuples = [parse_one(raw) for raw in sample[:4096]]
+    step = len(sample) // WINDOWS
+    rates = []
+    for w in range(WINDOWS):
+        part = sample[w * step:(w + 1) * step]
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for raw in part:
+            parse_one(raw)
+        cpu, wall = time.thread_time() - c0, time.perf_counter() - t0
+        rates.append((len(part) / cpu, len(part) / wall))
+    return max(rates), tuples
 
 
-def bench_scapy(frames: list[bytes]) -> tuple[float, list[tuple]]:
+def bench_scapy(frames: list[bytes]) -> tuple[tuple[float, float], list[tuple]]:
     from scapy.layers.inet import IP
     from scapy.layers.l2 import Ether
 
-    sample = frames[:SCAPY_SAMPLE]
-    tuples = []
-    t0 = time.perf_counter()
-    for raw in sample:
+    def parse_one(raw: bytes) -> tuple:
         ip = Ether(raw)[IP]
         l4 = ip.payload
-        tuples.append((ip.src, ip.dst, l4.sport, l4.dport, ip.proto))
-    elapsed = time.perf_counter() - t0
-    tuples = [(int(ipaddress.IPv4Address(s)), int(ipaddress.IPv4Address(d)), sp, dp, p)
-              for s, d, sp, dp, p in tuples]
-    return len(sample) / elapsed, tuples
+        return (int(ipaddress.IPv4Address(ip.src)), int(ipaddress.IPv4Address(ip.dst)),
+                l4.sport, l4.dport, ip.proto)
+
+    return _best_rate(parse_one, frames[:SCAPY_SAMPLE])
 
 
-def bench_dpkt(frames: list[bytes]) -> tuple[float, list[tuple]]:
+def bench_dpkt(frames: list[bytes]) -> tuple[tuple[float, float], list[tuple]]:
     import dpkt
 
-    sample = (frames * (DPKT_SAMPLE // len(frames) + 1))[:DPKT_SAMPLE]
-    tuples = []
-    t0 = time.perf_counter()
-    for raw in sample:
+    def parse_one(raw: bytes) -> tuple:
         ip = dpkt.ethernet.Ethernet(raw).data
         l4 = ip.data
-        tuples.append((ip.src, ip.dst, l4.sport, l4.dport, ip.p))
-    elapsed = time.perf_counter() - t0
-    tuples = [(_ip_int(s), _ip_int(d), sp, dp, p) for s, d, sp, dp, p in tuples]
-    return len(sample) / elapsed, tuples
+        return (int.from_bytes(ip.src, "big"), int.from_bytes(ip.dst, "big"), l4.sport,
+                l4.dport, ip.p)
+
+    return _best_rate(parse_one, (frames * (DPKT_SAMPLE // len(frames) + 1))[:DPKT_SAMPLE])
 
 
 def main() -> None:
@@ -130,15 +138,19 @@ def main() -> None:
     scapy_rate, scapy_tuples = bench_scapy(frames)
     dpkt_rate, dpkt_tuples = bench_dpkt(frames)
     if scapy_tuples != our_tuples[:len(scapy_tuples)] or \
-            dpkt_tuples[:len(frames)] != our_tuples:
+            dpkt_tuples != our_tuples[:len(dpkt_tuples)]:
         raise RuntimeError("pktflow, Scapy and dpkt disagree on the 5-tuples")
-    print(f"packets: {FRAME + 4}-byte TCP and UDP frames, batches of {BATCH}, 1 thread")
-    print(f"pktflow: {ours / 1e6:.2f} Mpps")
-    print(f"scapy: {scapy_rate / 1e6:.4f} Mpps")
-    print(f"dpkt: {dpkt_rate / 1e6:.4f} Mpps")
-    print(f"ratio pktflow/scapy: {ours / scapy_rate:.1f}")
-    print(f"ratio pktflow/dpkt: {ours / dpkt_rate:.1f}")
-
+    print(f"packets: {FRAME + 4}-byte TCP and UDP frames, batches of {BATCH}, 1 thread, "
+          f"best of {WINDOWS} windows each; rates per second of the thread's CPU time "
+          "(per core), wall-clock rates after them")
+    print(f"pktflow: {ours[0] / 1e6:.2f} Mpps")
+    print(f"scapy: {scapy_rate[0] / 1e6:.4f} Mpps")
+    print(f"dpkt: {dpkt_rate[0] / 1e6:.4f} Mpps")
+    print(f"pktflow wall: {ours[1] / 1e6:.2f} Mpps")
+    print(f"scapy wall: {scapy_rate[1] / 1e6:.4f} Mpps")
+    print(f"dpkt wall: {dpkt_rate[1] / 1e6:.4f} Mpps")
+    print(f"ratio pktflow/scapy: {ours[0] / scapy_rate[0]:.1f}")
+    print(f"ratio pktflow/dpkt: {ours[0] / dpkt_rate[0]:.1f}")
 
 if __name__ == "__main__":
     main()
