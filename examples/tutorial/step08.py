@@ -1,0 +1,30 @@
+"""Step 8: rules2.conf splits packets into three flows: drop, back on port 0, on port 1.
+
+    python examples/tutorial/step08.py --port 0=mem:p0 --port 1=mem:p1 --target direct
+"""
+
+from common import init_common_state, modify_packet, rules_file, run
+
+from pktflow.acl import L3Rules
+
+FLOWS = 3  # flow 0 is dropped, flow i > 0 leaves on port i - 1
+
+
+def build(nf, args):
+    init_common_state(nf, args)
+    rules = L3Rules.load(rules_file(args, "rules2.conf")).watch()
+
+    def by_rules(pkt):
+        return rules.output(pkt)
+
+    first_flow = nf.receiver(0)
+    output_flows = nf.splitter(first_flow, by_rules, FLOWS)
+    nf.stopper(output_flows[0])
+    for i in range(1, FLOWS):
+        nf.handler(output_flows[i], modify_packet[i - 1])
+        nf.sender(output_flows[i], i - 1)
+    return rules
+
+
+if __name__ == "__main__":
+    run(build, __doc__)
