@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import math
 import os
 import shutil
@@ -41,7 +42,9 @@ from pktflow.tutorial.targets import DIRECT, TargetError, target_macs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "tutorial"
 DEFAULT_PACKETS = 6600  # a whole number of every period: 4, 11 and 300 + 300
-WIRE = "tutorial"  # memory wires tutorial0 and tutorial1
+# The NF's own port MACs: fixed, so the compiled MAC-rewriting handlers (which hold them
+# as constants) come from Numba's cache on every run.
+NF_MACS = ("02:6e:66:00:00:00", "02:6e:66:00:00:01")
 # A receive ring as large as the shared pool can never overflow: no packet is lost.
 RING = DEFAULT_BUFFERS
 ENCAP_BYTES = 20  # the outer IPv4 header of steps 9 to 11
@@ -221,6 +224,7 @@ class StepResult:
     error: str | None = None
     seconds: float = 0.0
     peak_clones: int = 0  # of the vector handler (steps 10 and 11)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -275,6 +279,9 @@ def load_step_module(number: int, examples: Path = EXAMPLES) -> ModuleType:
     return module
 
 
+_rigs = itertools.count()
+
+
 class StepRig:
     """One step's NF and a generator in this process, port 0 to 0 and 1 to 1 over memory
     wires; use as a context manager (everything is stopped and closed on exit)."""
@@ -301,11 +308,12 @@ class StepRig:
         parser = argparse.ArgumentParser()
         sys.modules["common"].add_arguments(parser)
         args = parser.parse_args(argv)
+        wire = f"tutorial{os.getpid()}_{next(_rigs)}"  # a fresh pair of wires per rig
         try:
-            self.gen_ports = PortTable.from_specs([f"0=mem:{WIRE}0,ring={RING},mac={mac0}",
-                                                   f"1=mem:{WIRE}1,ring={RING},mac={mac1}"])
-            self.nf = System(config or FlowConfig(), [f"0=mem:{WIRE}0,ring={RING}",
-                                                      f"1=mem:{WIRE}1,ring={RING}"])
+            self.gen_ports = PortTable.from_specs(
+                [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}" for p, mac in ((0, mac0), (1, mac1))])
+            self.nf = System(config or FlowConfig(), [
+                f"{p}=mem:{wire}_{p},ring={RING},mac={mac}" for p, mac in enumerate(NF_MACS)])
             self.rules = module.build(self.nf, args)
             self.nf.start()
             self.gen = Pktgen(self.gen_ports, output=self.messages.append)
@@ -491,6 +499,9 @@ def run_step(spec: StepSpec, packets: int = DEFAULT_PACKETS, examples: Path = EX
                 result.phases.append(measure(spec, "after edit", counts, spec.edit.after))
             if spec.paced:
                 result.peak_clones = rig.vector_handler_peak()
+                result.notes.append(f"the scheduler ran the vector handler on up to "
+                                    f"{result.peak_clones} clone(s) of "
+                                    f"{rig.nf.config.max_clones} allowed")
             if spec.scales:
                 result.checks.append(_scaling_check(result.peak_clones, reference_clones,
                                                     rig.nf.config.max_clones))
