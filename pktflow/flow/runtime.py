@@ -36,6 +36,7 @@ ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks logged for one node
 DRAIN_TIMEOUT = 10.0  # seconds stop() waits for rings to empty
 # Scheduler thresholds (fractions of the interval a segment's clones were busy)
 RETIRE_BUSY = 0.3
+CLONE_BUSY = 0.5
 
 
 class Counters:
@@ -271,7 +272,10 @@ class SegmentGroup:
         plan = self.plan
         if not plan.clonable or plan.fixed_clones is not None or not busy:
             return
-        if behind:
+        load = sum(busy) / interval
+        # More clones help only if the clones are busy; a starved worker (the CPU taken by
+        # other processes) shows a backlog while idle.
+        if behind and load >= CLONE_BUSY * self.clones:
             self.full_intervals += 1
             self.idle_intervals = 0
             # Two intervals in a row: a burst that the clones are already draining is not
@@ -283,7 +287,6 @@ class SegmentGroup:
                 self.full_intervals = 0
             return
         self.full_intervals = 0
-        load = sum(busy) / interval
         if self.clones > 1 and not plan.persistent and load < (self.clones - 1) * RETIRE_BUSY:
             self.idle_intervals += 1
             if self.idle_intervals >= 2:
