@@ -342,9 +342,7 @@ class System:
                 for port in self._internal_ports:
                     port.close()  # pcap files are flushed on close
                 for port in self.ports:
-                    flush = getattr(port, "flush", None)
-                    if callable(flush):
-                        flush()
+                    port.flush()
         return self.stats()
 
     def reset(self) -> None:

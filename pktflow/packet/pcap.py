@@ -511,8 +511,13 @@ class PcapWriter:
         self.bytes += int(frame_bytes)
         return int(written)
 
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
     def flush(self) -> None:
-        self._file.flush()
+        if not self._file.closed:
+            self._file.flush()
 
     def close(self) -> None:
         if not self._file.closed:

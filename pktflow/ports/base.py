@@ -92,6 +92,11 @@ class Port(ABC):
         sent or counted in tx_dropped/tx_errors, and freed); leaves `batch.n == 0`.
         Returns the number sent."""
 
+    def flush(self) -> None:
+        """Push out what the driver still buffers (a pcap file's tail, a TX ring), so that
+        everything counted as sent is really out when a graph stops."""
+        return None
+
     def close(self) -> None:
         """Flush and release the driver's resources. Safe to call twice."""
         return None

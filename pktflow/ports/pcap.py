@@ -184,6 +184,10 @@ class PcapPort(Port):
         pool.free(batch)
         return written
 
+    def flush(self) -> None:
+        if self.writer is not None and not self.writer.closed:
+            self.writer.flush()
+
     def close(self) -> None:
         """Flush and close OUT and close IN. Safe to call twice."""
         if self.writer is not None:
