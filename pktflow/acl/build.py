@@ -3,14 +3,18 @@
 The structure is a per-field bit-vector scheme: each field's value space is cut into
 elementary intervals at every rule boundary, and each interval holds a bit vector of the
 rules whose range covers it (bit i = rule i, in table order). A packet's match is the
-lowest bit set in the AND of its fields' vectors: a binary search per field and a short
-word loop instead of a scan over the rules, so 1,000 rules cost about as much as 100.
+lowest bit set in the AND of its fields' vectors: one short search per field and a word
+loop instead of a scan over the rules. Each field also has a skip table on the top bits
+of its value, so the search runs only over the few intervals of the key's block.
 
-Per family (IPv4 rules, IPv6 rules, Ethernet rules) the arrays are:
-    bounds  uint64 [intervals]    start of each interval, fields one after another
-    fstart  int64  [fields + 1]   where each field's intervals begin in `bounds`
-    bits    uint64 [intervals, W] rule bit vectors, W = ceil(rules / 64)
-    rule    int64  [rules]        index of each family rule in the whole table
+Per family (IPv4 rules, IPv6 rules, Ethernet rules) there are three arrays:
+    bounds  uint64 [intervals]      start of each interval, fields one after another
+    bits    uint64 [intervals, W]   rule bit vectors, W = ceil(rules / 64)
+    index   int64                   [R, (skip offset, shift) per field, rule index of
+                                    each family rule in the table (R), output of each (R),
+                                    skip tables]; R is the number of family rules.
+A skip table holds, for each block of `1 << shift` values, the row of the interval that
+holds the block's first value, plus one last entry: the field's final row.
 A packet that lacks ports (or a VLAN tag) looks them up as the sentinel value just above
 the field's range, which only rules with ANY in that field cover.
 """
@@ -37,7 +41,7 @@ V6_FIELDS = (("src_hi", U64_MAX), ("src_lo", U64_MAX), ("dst_hi", U64_MAX),
              ("dst_lo", U64_MAX), ("proto", 255), ("sport", NO_PORT), ("dport", NO_PORT))
 L2_FIELDS = (("src", MAC_MAX), ("dst", MAC_MAX), ("ethertype", 0xFFFF), ("vlan", NO_VLAN))
 
-Family = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Family = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _cidr_range(c: CIDR | None, bits: int) -> tuple[int, int]:
@@ -77,8 +81,13 @@ def l2_field_ranges(rule: L2Rule) -> list[tuple[int, int]]:
             _value_range(rule.ethertype, 0xFFFF), _ports(rule.vlan, NO_VLAN)]
 
 
+def _skip_bits(intervals: int, width: int) -> int:
+    """Bits of the skip table index: about two blocks per interval, none for tiny fields."""
+    return 0 if intervals <= 2 else min(width, intervals.bit_length() + 1)
+
+
 def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int],
-                 rule_index: Sequence[int]) -> Family:
+                 rule_index: Sequence[int], outputs: Sequence[int]) -> Family:
     """Arrays for one family from each rule's per-field ranges (rules in match order)."""
     nrules = len(ranges)
     words = (nrules + 63) // 64
@@ -87,7 +96,9 @@ def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int
     positions = np.arange(nrules)
     word_of = positions // 64
     bit_of = np.left_shift(np.uint64(1), (positions % 64).astype(np.uint64))
-    all_bounds, all_bits, fstart = [], [], [0]
+    all_bounds, all_bits, skips, header = [], [], [], [nrules]
+    row0 = 0
+    skip_at = 1 + 2 * nfields + 2 * nrules
     for f, top in enumerate(tops):
         lo, hi = table[:, f, 0], table[:, f, 1]
         has_next = hi < np.uint64(top)
@@ -103,29 +114,38 @@ def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int
         np.bitwise_xor.at(marks, (past, word_of), bit_of)
         all_bits.append(np.bitwise_xor.accumulate(marks, axis=0)[:-1])
         all_bounds.append(bounds)
-        fstart.append(fstart[-1] + len(bounds))
+        width = int(top).bit_length()
+        k = max(_skip_bits(len(bounds), width), width - 63)  # shifts stay below 64
+        shift = width - k
+        block_starts = np.arange(1 << k, dtype=np.uint64) << np.uint64(shift)
+        skip = row0 + np.searchsorted(bounds, block_starts, side="right") - 1
+        skips.append(np.append(skip, row0 + len(bounds) - 1))
+        header += [skip_at, shift]
+        skip_at += len(skips[-1])
+        row0 += len(bounds)
+    index = np.concatenate([np.array(header, dtype=np.int64),
+                            np.array(rule_index, dtype=np.int64).reshape(nrules),
+                            np.array(outputs, dtype=np.int64).reshape(nrules), *skips])
     return (
         np.ascontiguousarray(np.concatenate(all_bounds)),
-        np.array(fstart, dtype=np.int64),
         np.ascontiguousarray(np.concatenate(all_bits, axis=0)),
-        np.array(rule_index, dtype=np.int64).reshape(nrules),
+        index.astype(np.int64),
     )
 
 
 def build_l3(rules: Sequence[L3Rule]) -> tuple[np.ndarray, ...]:
-    """Kernel state of an L3 table: IPv4 family, IPv6 family, outputs by rule."""
+    """Kernel state of an L3 table: the IPv4 family's arrays, then the IPv6 family's."""
     state: list[np.ndarray] = []
     for family, fields in ((4, V4_FIELDS), (6, V6_FIELDS)):
         members = [i for i, r in enumerate(rules) if family in r.families]
         ranges = [l3_field_ranges(rules[i], family) for i in members]
-        state.extend(build_family(ranges, [top for _, top in fields], members))
-    state.append(np.array([r.output for r in rules], dtype=np.int64).reshape(len(rules)))
+        state.extend(build_family(ranges, [top for _, top in fields], members,
+                                  [rules[i].output for i in members]))
     return tuple(state)
 
 
 def build_l2(rules: Sequence[L2Rule]) -> tuple[np.ndarray, ...]:
-    """Kernel state of an L2 table: the Ethernet family and outputs by rule."""
+    """Kernel state of an L2 table: the Ethernet family's arrays."""
     ranges = [l2_field_ranges(r) for r in rules]
-    family = build_family(ranges, [top for _, top in L2_FIELDS], range(len(rules)))
-    outputs = np.array([r.output for r in rules], dtype=np.int64).reshape(len(rules))
-    return (*family, outputs)
+    return build_family(ranges, [top for _, top in L2_FIELDS], range(len(rules)),
+                        [r.output for r in rules])

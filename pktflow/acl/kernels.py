@@ -14,7 +14,8 @@ rules match only frames with a whole Ethernet header, and a VLAN id only tagged 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.extending import intrinsic
 
 from pktflow.acl.build import NO_PORT, NO_VLAN
 from pktflow.packet import meta as M
@@ -54,55 +55,84 @@ for _i in range(64):
 _PORT_FLAGS = M.F_TCP | M.F_UDP
 
 
+@intrinsic
+def _address_as_pointer(typingctx, address):
+    """An integer address as a void pointer (to build a view with `carray`)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
+    return types.voidptr(types.uintp), codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
+def _borrow(a):
+    """A view of C-contiguous `a` without a reference count, for the caller's lifetime.
+
+    Numba counts references to arrays passed between functions with atomic operations;
+    per packet that costs more than the lookup itself. Views made once per call carry
+    no count, so the per-packet code below does none.
+    """
+    return carray(_address_as_pointer(a.ctypes.data), a.shape, a.dtype)
+
+
+@njit(cache=True, nogil=True)
 def _lowest_bit(x):
     """Index of the lowest set bit of a non-zero uint64."""
     return _DEBRUIJN_POS[((x & (~x + _ONE)) * _DEBRUIJN) >> _SHIFT]
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _row(bounds, fstart, field, key):
-    """Row of the interval of `field` that holds `key` (binary search over its starts)."""
-    lo = fstart[field]
-    hi = fstart[field + 1]
-    while hi - lo > 1:
-        mid = (lo + hi) >> 1
-        if bounds[mid] <= key:
-            lo = mid
-        else:
-            hi = mid
+@njit(cache=True, nogil=True)
+def _row(bounds, index, field, key):
+    """Row of the interval of `field` that holds `key`: skip table, then a branch-free
+    binary search over the few intervals of the key's block."""
+    skip_at = index[1 + 2 * field]
+    block = np.int64(key >> np.uint64(index[2 + 2 * field]))
+    lo = index[skip_at + block]
+    n = index[skip_at + block + 1] - lo + 1
+    while n > 1:
+        half = n >> 1
+        lo = lo + half if bounds[lo + half] <= key else lo
+        n -= half
     return lo
 
 
-@njit(cache=True, nogil=True, inline="always")
+# Every function below that takes arrays has a single return: Numba then drops the
+# reference counting of its array arguments, which otherwise costs more than the lookup.
+
+@njit(cache=True, nogil=True)
 def _first4(bits, r0, r1, r2, r3):
+    pos = -1
     for w in range(bits.shape[1]):
         x = bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w]
         if x != 0:
-            return w * 64 + _lowest_bit(x)
-    return -1
+            pos = w * 64 + _lowest_bit(x)
+            break
+    return pos
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _first5(bits, r0, r1, r2, r3, r4):
+    pos = -1
     for w in range(bits.shape[1]):
         x = bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w] & bits[r4, w]
         if x != 0:
-            return w * 64 + _lowest_bit(x)
-    return -1
+            pos = w * 64 + _lowest_bit(x)
+            break
+    return pos
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _first7(bits, r0, r1, r2, r3, r4, r5, r6):
+    pos = -1
     for w in range(bits.shape[1]):
         x = (bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w] & bits[r4, w]
              & bits[r5, w] & bits[r6, w])
         if x != 0:
-            return w * 64 + _lowest_bit(x)
-    return -1
+            pos = w * 64 + _lowest_bit(x)
+            break
+    return pos
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _be(data, b, o, size):
     """Big-endian unsigned integer of `size` (<= 8) bytes at data[b, o]."""
     v = np.uint64(0)
@@ -111,53 +141,80 @@ def _be(data, b, o, size):
     return v
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _ports(data, meta, b, flags):
+    sport = np.uint64(NO_PORT)
+    dport = np.uint64(NO_PORT)
     if flags & _PORT_FLAGS:
         l4 = meta[b, M.L4]  # TCP and UDP keep both ports at the same offsets
-        return _be(data, b, l4 + _SPORT, 2), _be(data, b, l4 + _DPORT, 2)
-    return np.uint64(NO_PORT), np.uint64(NO_PORT)
+        sport = _be(data, b, l4 + _SPORT, 2)
+        dport = _be(data, b, l4 + _DPORT, 2)
+    return sport, dport
+
+
+@njit(cache=True, nogil=True)
+def _result(index, nfields, pos, what):
+    """Rule index (what=0; -1 if none) or output (what=1; 0 if none) of family rule `pos`."""
+    return what - 1 if pos < 0 else index[1 + 2 * nfields + what * index[0] + pos]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _v4_pos(bounds, bits, index, data, meta, b, flags):
+    """Family position of the first IPv4 rule the packet matches, or -1."""
+    sport, dport = _ports(data, meta, b, flags)
+    l3 = meta[b, M.L3]
+    return _first5(
+        bits,
+        _row(bounds, index, 0, _be(data, b, l3 + _IP4_SRC, 4)),
+        _row(bounds, index, 1, _be(data, b, l3 + _IP4_DST, 4)),
+        _row(bounds, index, 2, np.uint64(meta[b, M.PROTO])),
+        _row(bounds, index, 3, sport),
+        _row(bounds, index, 4, dport),
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _v6_pos(bounds, bits, index, data, meta, b, flags):
+    """Family position of the first IPv6 rule the packet matches, or -1."""
+    sport, dport = _ports(data, meta, b, flags)
+    l3 = meta[b, M.L3]
+    return _first7(
+        bits,
+        _row(bounds, index, 0, _be(data, b, l3 + _IP6_SRC, 8)),
+        _row(bounds, index, 1, _be(data, b, l3 + _IP6_SRC + 8, 8)),
+        _row(bounds, index, 2, _be(data, b, l3 + _IP6_DST, 8)),
+        _row(bounds, index, 3, _be(data, b, l3 + _IP6_DST + 8, 8)),
+        _row(bounds, index, 4, np.uint64(meta[b, M.PROTO])),
+        _row(bounds, index, 5, sport),
+        _row(bounds, index, 6, dport),
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _l3(v4_bounds, v4_bits, v4_index, v6_bounds, v6_bits, v6_index, data, meta, b, what):
+    flags = meta[b, M.FLAGS]
+    found = what - 1
+    if flags & M.F_IPV4:
+        pos = _v4_pos(v4_bounds, v4_bits, v4_index, data, meta, b, flags)
+        found = _result(v4_index, 5, pos, what)
+    elif flags & M.F_IPV6:
+        pos = _v6_pos(v6_bounds, v6_bits, v6_index, data, meta, b, flags)
+        found = _result(v6_index, 7, pos, what)
+    return found
 
 
 @njit(cache=True, nogil=True)
 def l3_match(state, data, meta, b):
     """Index in the table of the first L3 rule the packet matches, or -1."""
-    v4_bounds, v4_fstart, v4_bits, v4_rule, v6_bounds, v6_fstart, v6_bits, v6_rule, _ = state
-    flags = meta[b, M.FLAGS]
-    if flags & M.F_IPV4:
-        sport, dport = _ports(data, meta, b, flags)
-        l3 = meta[b, M.L3]
-        pos = _first5(
-            v4_bits,
-            _row(v4_bounds, v4_fstart, 0, _be(data, b, l3 + _IP4_SRC, 4)),
-            _row(v4_bounds, v4_fstart, 1, _be(data, b, l3 + _IP4_DST, 4)),
-            _row(v4_bounds, v4_fstart, 2, np.uint64(meta[b, M.PROTO])),
-            _row(v4_bounds, v4_fstart, 3, sport),
-            _row(v4_bounds, v4_fstart, 4, dport),
-        )
-        return v4_rule[pos] if pos >= 0 else -1
-    if flags & M.F_IPV6:
-        sport, dport = _ports(data, meta, b, flags)
-        l3 = meta[b, M.L3]
-        pos = _first7(
-            v6_bits,
-            _row(v6_bounds, v6_fstart, 0, _be(data, b, l3 + _IP6_SRC, 8)),
-            _row(v6_bounds, v6_fstart, 1, _be(data, b, l3 + _IP6_SRC + 8, 8)),
-            _row(v6_bounds, v6_fstart, 2, _be(data, b, l3 + _IP6_DST, 8)),
-            _row(v6_bounds, v6_fstart, 3, _be(data, b, l3 + _IP6_DST + 8, 8)),
-            _row(v6_bounds, v6_fstart, 4, np.uint64(meta[b, M.PROTO])),
-            _row(v6_bounds, v6_fstart, 5, sport),
-            _row(v6_bounds, v6_fstart, 6, dport),
-        )
-        return v6_rule[pos] if pos >= 0 else -1
-    return -1
+    return _l3(_borrow(state[0]), _borrow(state[1]), _borrow(state[2]), _borrow(state[3]),
+               _borrow(state[4]), _borrow(state[5]), _borrow(data), _borrow(meta), b, 0)
 
 
 @njit(cache=True, nogil=True)
 def l3_output(state, data, meta, b):
     """Output of the first matching L3 rule (Accept 1, Reject 0, flow n); 0 if none."""
-    r = l3_match(state, data, meta, b)
-    return state[8][r] if r >= 0 else 0
+    return _l3(_borrow(state[0]), _borrow(state[1]), _borrow(state[2]), _borrow(state[3]),
+               _borrow(state[4]), _borrow(state[5]), _borrow(data), _borrow(meta), b, 1)
 
 
 @njit(cache=True, nogil=True)
@@ -169,40 +226,48 @@ def l3_permit(state, data, meta, b):
 @njit(cache=True, nogil=True)
 def l3_classify_batch(state, data, meta, idx, n, out):
     """Outputs of `n` packets `idx[:n]` into `out[:n]`; one version for the whole batch."""
+    v4_bounds, v4_bits, v4_index = _borrow(state[0]), _borrow(state[1]), _borrow(state[2])
+    v6_bounds, v6_bits, v6_index = _borrow(state[3]), _borrow(state[4]), _borrow(state[5])
+    data_view, meta_view = _borrow(data), _borrow(meta)
     for k in range(n):
-        out[k] = l3_output(state, data, meta, idx[k])
+        out[k] = _l3(v4_bounds, v4_bits, v4_index, v6_bounds, v6_bits, v6_index, data_view,
+                     meta_view, idx[k], 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _l2(bounds, bits, index, data, meta, b, what):
+    flags = meta[b, M.FLAGS]
+    start = meta[b, M.START]
+    type_at = start + 12 + 4 * meta[b, M.NVLAN]
+    found = what - 1
+    if not flags & M.F_BAD_L2 and type_at + 2 <= start + meta[b, M.LEN]:
+        vlan = np.uint64(NO_VLAN)
+        if flags & M.F_VLAN:
+            raw = _be(data, b, meta[b, _VLAN_COLUMN] + _VID, _VID_SIZE)
+            vlan = (raw >> np.uint64(_VID_SHIFT)) & np.uint64(_VID_MAX)
+        pos = _first4(
+            bits,
+            _row(bounds, index, 0, _be(data, b, start + _ETH_SRC, 6)),
+            _row(bounds, index, 1, _be(data, b, start + _ETH_DST, 6)),
+            _row(bounds, index, 2, _be(data, b, type_at, 2)),
+            _row(bounds, index, 3, vlan),
+        )
+        found = _result(index, 4, pos, what)
+    return found
 
 
 @njit(cache=True, nogil=True)
 def l2_match(state, data, meta, b):
     """Index in the table of the first L2 rule the frame matches, or -1."""
-    bounds, fstart, bits, rule, _ = state
-    flags = meta[b, M.FLAGS]
-    start = meta[b, M.START]
-    type_at = start + 12 + 4 * meta[b, M.NVLAN]
-    if flags & M.F_BAD_L2 or type_at + 2 > start + meta[b, M.LEN]:
-        return -1
-    ethertype = _be(data, b, type_at, 2)
-    if flags & M.F_VLAN:
-        raw = _be(data, b, meta[b, _VLAN_COLUMN] + _VID, _VID_SIZE)
-        vlan = (raw >> np.uint64(_VID_SHIFT)) & np.uint64(_VID_MAX)
-    else:
-        vlan = np.uint64(NO_VLAN)
-    pos = _first4(
-        bits,
-        _row(bounds, fstart, 0, _be(data, b, start + _ETH_SRC, 6)),
-        _row(bounds, fstart, 1, _be(data, b, start + _ETH_DST, 6)),
-        _row(bounds, fstart, 2, ethertype),
-        _row(bounds, fstart, 3, vlan),
-    )
-    return rule[pos] if pos >= 0 else -1
+    return _l2(_borrow(state[0]), _borrow(state[1]), _borrow(state[2]), _borrow(data),
+               _borrow(meta), b, 0)
 
 
 @njit(cache=True, nogil=True)
 def l2_output(state, data, meta, b):
     """Output of the first matching L2 rule (Accept 1, Reject 0, flow n); 0 if none."""
-    r = l2_match(state, data, meta, b)
-    return state[4][r] if r >= 0 else 0
+    return _l2(_borrow(state[0]), _borrow(state[1]), _borrow(state[2]), _borrow(data),
+               _borrow(meta), b, 1)
 
 
 @njit(cache=True, nogil=True)
@@ -214,5 +279,7 @@ def l2_permit(state, data, meta, b):
 @njit(cache=True, nogil=True)
 def l2_classify_batch(state, data, meta, idx, n, out):
     """Outputs of `n` frames `idx[:n]` into `out[:n]`; one version for the whole batch."""
+    bounds, bits, index = _borrow(state[0]), _borrow(state[1]), _borrow(state[2])
+    data_view, meta_view = _borrow(data), _borrow(meta)
     for k in range(n):
-        out[k] = l2_output(state, data, meta, idx[k])
+        out[k] = _l2(bounds, bits, index, data_view, meta_view, idx[k], 1)
