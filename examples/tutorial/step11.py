@@ -11,7 +11,7 @@ from pktflow.acl import L3Rules
 
 FLOWS = 3  # flow 0 is dropped, flow i > 0 leaves on port i - 1
 TUNNEL_SRC, TUNNEL_DST, IPIP = "111.22.3.0", "3.22.111.0", 4
-ROUNDS = 4_000_000  # xorshift rounds per vector: a few milliseconds of real work
+ROUNDS = 20_000_000  # xorshift rounds per vector: tens of milliseconds of real work
 
 
 def heavy_code(seed, rounds):
