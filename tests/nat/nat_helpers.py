@@ -21,6 +21,7 @@ _names = itertools.count()
 
 GEN_MAC0 = "02:70:67:00:00:00"  # the generator's ports: the NAT's next hops
 GEN_MAC1 = "02:70:67:00:00:01"
+NAT_MACS = ("02:6e:61:74:00:00", "02:6e:61:74:00:01")  # fixed, so runs compare byte for byte
 SETTLE_S = 5.0
 
 
@@ -42,7 +43,8 @@ class NatRig:
         self.peer = PortTable.from_specs(
             [f"{s},mac={m}" for s, m in zip(specs, (GEN_MAC0, GEN_MAC1), strict=True)])
         self.nf = System(FlowConfig(pool_size=4096, scheduler_interval=0.1),
-                         PortTable.from_specs(specs))
+                         PortTable.from_specs([f"{s},mac={m}" for s, m in zip(
+                             specs, NAT_MACS, strict=True)]))
         for port in self.peer:
             port.open(self.nf.pool)
         self.config = nat_mod.parse_config(doc or nat_doc())

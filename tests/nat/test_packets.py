@@ -98,7 +98,7 @@ def test_arp_requests_for_own_addresses_answered(rig):
         other = (Ether(src=mine, dst="ff:ff:ff:ff:ff:ff")
                  / ARP(op=1, hwsrc=mine, psrc=asker, pdst="192.0.2.1"))
         answer = ARP(op=2, hwsrc=mine, psrc=asker, pdst=own)  # a reply is not answered
-        got = r.exchange(port, [req, other, Ether(src=mine) / answer], port)
+        got = r.exchange(port, [req, other, Ether(src=mine, dst=r.macs[port]) / answer], port)
         assert len(got) == 1
         a = got[0]
         assert a.dst == mine and a.src == r.macs[port]
@@ -146,9 +146,9 @@ def test_malformed_packets_are_dropped_counted_and_state_survives(rig):
         raw[:14] + bytes([0x43]) + raw[15:],  # IHL 3
         raw[:16] + b"\xff\xff" + raw[18:],  # total length past the frame
         raw[:46] + bytes([0x10]) + raw[47:],  # TCP data offset 1 word
-        bytes(Ether(src=GEN_MAC0) / ARP(op=1))[:24],  # cut ARP
+        bytes(Ether(src=GEN_MAC0, dst=r.macs[0]) / ARP(op=1))[:24],  # cut ARP
     ] + [bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 120))) for _ in range(50)]
-    ipv6 = bytes(Ether(src=GEN_MAC0) / IPv6(src="fd00::2", dst="fd00::1") / UDP())
+    ipv6 = bytes(Ether(src=GEN_MAC0, dst=r.macs[0]) / IPv6(src="fd00::2", dst="fd00::1") / UDP())
     for port in (0, 1):
         assert r.exchange(port, bad + [ipv6], 1 - port) == []
     r.settle()
