@@ -156,7 +156,7 @@ def cmd_scripts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_options(parser: argparse.ArgumentParser) -> None:
+def _add_options(parser: argparse.ArgumentParser, scripts: bool = True) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--packets", type=int, metavar="N",
                         help=f"packets per traffic phase (default {DEFAULT_PACKETS}, a whole "
@@ -166,8 +166,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
                         help="target table entry: the generator's MACs (default direct)")
     parser.add_argument("--dir", metavar="DIR",
                         help="folder of the tutorial programs (default examples/tutorial)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="scripts: folder to write the .pg files to (default --dir)")
+    if scripts:
+        parser.add_argument("--out", metavar="DIR",
+                            help="scripts: folder to write the .pg files to (default --dir)")
 
 
 def register(subparsers: Any) -> None:
@@ -183,5 +184,5 @@ def register(subparsers: Any) -> None:
     _add_options(parser)
     parser.set_defaults(func=cmd_tutorial)
     demo = subparsers.add_parser("demo", help="run every tutorial step (pktflow tutorial all)")
-    _add_options(demo)
+    _add_options(demo, scripts=False)
     demo.set_defaults(func=cmd_tutorial, steps=["all"])
