@@ -84,7 +84,14 @@ def _forward_testpmd(lab: VethLab, vdev: str, conf: Path) -> float:
                    "--forward-mode=io", "--auto-start", "--total-num-mbufs=16384",
                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                    text=True)
-    return _forward_run(lab, pmd, conf, warmup=4.0)
+    try:
+        return _forward_run(lab, pmd, conf, warmup=4.0)
+    finally:
+        # testpmd's libxdp attaches without a BPF link (no bpffs here): a testpmd that had to
+        # be killed leaves its program, which would swallow the next contender's frames.
+        for ifname in ("f0", "f1"):
+            subprocess.run(["ip", "-n", lab.ns("fwd"), "link", "set", "dev", ifname, "xdp",
+                            "off"], capture_output=True)
 
 
 def _forward_run(lab: VethLab, forwarder: subprocess.Popen, conf: Path, warmup: float) -> float:
