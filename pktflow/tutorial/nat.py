@@ -276,9 +276,11 @@ def _probe(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
 
 
 def run_nat(packets: int = DEFAULT_PACKETS, json: bool = False,
-            output: Callable[[str], None] = print, timeout: float = 60.0) -> NatResult:
+            output: Callable[[str], None] = print, timeout: float = 60.0,
+            script: str | Path | None = None) -> NatResult:
     """Run the NAT scenario with `packets` per generator port; print the table (or JSON
-    with `json`) through `output` and return the result."""
+    with `json`) through `output` and return the result. `script` replaces the nat.pg
+    generated from the target table."""
     from pktflow.flow import FlowConfig, System
     from pktflow.pktgen import Pktgen
     from pktflow.pktgen.commands import CommandError
@@ -303,8 +305,7 @@ def run_nat(packets: int = DEFAULT_PACKETS, json: bool = False,
         nf_macs = (int(nf.port_mac(0)), int(nf.port_mac(1)))
         gen = Pktgen(gen_ports, output=lambda _text: None)
         with tempfile.TemporaryDirectory(prefix="pktflow-nat-") as tmp:
-            script = write_nat_files(tmp)[0]
-            errors = gen.load(script)
+            errors = gen.load(script or write_nat_files(tmp)[0])
         if errors:
             raise CommandError("; ".join(errors))
         gen.execute(f"set all count {packets}")
@@ -365,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS,
                         help=f"packets per generator port (default {DEFAULT_PACKETS})")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--script", metavar="FILE",
+                        help="a generator script to run instead of the generated nat.pg")
     parser.add_argument("--write-files", metavar="DIR",
                         help="only write nat.pg and nat.json for the direct target into DIR")
     args = parser.parse_args(argv)
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.packets < 1:
         parser.error("--packets must be at least 1")
-    return 0 if run_nat(args.packets, json=args.json).passed else 1
+    return 0 if run_nat(args.packets, json=args.json, script=args.script).passed else 1
 
 
 if __name__ == "__main__":
