@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -40,9 +41,7 @@ def _verdict(ok: bool) -> str:
 
 def step_table(result: StepResult) -> Table:
     """The per-port table of one step: tx/rx packets and bytes, ratio, expected, verdict."""
-    title = (f"{result.name}: {result.graph}  ({_verdict(result.passed)}, "
-             f"{result.seconds:.1f} s)")
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for name, justify in (("phase", "left"), ("port", "right"), ("tx pkts", "right"),
                           ("tx bytes", "right"), ("rx pkts", "right"), ("rx bytes", "right"),
                           ("rx/tx0", "right"), ("expected", "right"), ("result", "left")):
@@ -54,6 +53,12 @@ def step_table(result: StepResult) -> Table:
                           str(row.tx_packets), str(row.tx_bytes), str(row.rx_packets),
                           str(row.rx_bytes), f"{row.ratio:.4f}", expected, _verdict(row.passed))
     return table
+
+
+def step_heading(result: StepResult) -> str:
+    """The line above a step's table: name, graph, verdict and time."""
+    return (f"[bold]{result.name}[/]: {result.graph}  {_verdict(result.passed)} "
+            f"({result.seconds:.1f} s)")
 
 
 def check_lines(result: StepResult) -> list[str]:
@@ -115,6 +120,7 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
         def done(result: StepResult) -> None:
             progress.advance(task)
             if not args.json:
+                progress.console.print(step_heading(result), highlight=False)
                 progress.console.print(step_table(result))
                 for line in check_lines(result):
                     progress.console.print(line, highlight=False)
