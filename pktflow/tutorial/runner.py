@@ -267,11 +267,16 @@ class EditOutcome:
 
 def load_step_module(number: int, examples: Path = EXAMPLES) -> ModuleType:
     """Import examples/tutorial/stepNN.py (and its `common`) as a module."""
+    examples = examples.resolve()
     path = examples / f"step{number:02d}.py"
     if not path.is_file():
         raise StepError(f"{path}: no such file (give the examples folder with --dir)")
     if str(examples) not in sys.path:
         sys.path.insert(0, str(examples))
+    loaded = sys.modules.get("common")
+    if loaded is not None and Path(getattr(loaded, "__file__", "")).parent != examples:
+        raise StepError(f"the steps' common.py is already loaded from {loaded.__file__}; "
+                        f"run the steps of {examples} in a new process")
     spec = importlib.util.spec_from_file_location(f"pktflow_tutorial_step{number:02d}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
