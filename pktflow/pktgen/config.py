@@ -51,10 +51,12 @@ FIELD_LIMITS = {
 
 # Columns of Template.layout (int64), read by the synthesis kernel.
 LAY_L3, LAY_L4, LAY_PAYLOAD, LAY_VLAN, LAY_IPV6, LAY_PROTO, LAY_HDR_LEN, LAY_COS = range(8)
-LAY_IP_BASE = 8  # checksum sum of the IPv4 header words no packet changes
-LAY_L4_BASE = 9  # the same for the L4 header (TCP sequence, flags, window; ICMP type)
-LAY_NCOLS = 10
-
+LAY_IP_BASE = 8  # IPv4 header word sum without the bytes the kernel writes per packet
+LAY_L4_BASE = 9  # the same for the L4 checksum (header, pseudo header, fixed-size payload)
+LAY_FLEN = 10  # frame length when the size does not step, else 0
+LAY_L4_CSUM = 11  # offset of the L4 checksum word from the L4 header
+LAY_ADDR_PSEUDO = 12  # 1 when stepped IPv4 addresses also enter the L4 pseudo header
+LAY_NCOLS = 13
 
 @dataclass
 class RangeField:
@@ -152,21 +154,26 @@ def default_ranges(cfg: PortConfig) -> dict[str, RangeField]:
 
 @dataclass
 class Template:
-    """What the synthesis kernel needs for one port: frame bytes, header layout, the
-    payload's running checksum sums and the field table (rows of RANGE_FIELDS)."""
+    """What the synthesis kernel needs for one port: the frame at the fields' start values,
+    its header layout, the payload's running checksum sums, the field table (rows of
+    RANGE_FIELDS), which rows step, and where each field sits in the frame."""
 
     frame: np.ndarray  # uint8, the frame at MAX_SIZE with every header and the payload
     frame64: np.ndarray  # uint64 view of the frame padded to whole words (for fast copies)
     layout: np.ndarray  # int64 [LAY_NCOLS]
     payload_sums: np.ndarray  # int64, sums[k] = 16-bit word sum of the first k payload bytes
     fields: np.ndarray  # int64 [9, 4]: start, min, max, inc
-    ip6_src: np.ndarray  # uint8 [16]
-    ip6_dst: np.ndarray  # uint8 [16]
+    stepping: np.ndarray  # int64 rows of `fields` the kernel steps (the size last, if it does)
+    offsets: np.ndarray  # int64 [9]: each field's offset in the frame (-1: not in it)
     version: int
 
     @property
     def header_len(self) -> int:
         return int(self.layout[LAY_HDR_LEN])
+
+    @property
+    def size_steps(self) -> bool:
+        return int(self.layout[LAY_FLEN]) == 0
 
 
 def _l4_header(proto: int, sport: int, dport: int) -> bytes:
@@ -190,48 +197,29 @@ def payload_word_sums(pattern: np.ndarray) -> np.ndarray:
     return sums
 
 
+def _word_sum(raw: np.ndarray) -> int:
+    """Sum of `raw` (an even number of bytes) read as big-endian 16-bit words."""
+    return int(raw.view(">u2").astype(np.int64).sum())
+
+
+def frame_length(size: int, header_len: int, max_frame: int) -> int:
+    """Frame bytes for a Pktgen `size` (which counts the FCS), never shorter than the
+    headers nor longer than the template."""
+    return min(max(size - FCS_LEN, header_len), max_frame)
+
+
 def build_template(cfg: PortConfig) -> Template:
-    """The frame, layout and field table for `cfg`'s current mode (single or range)."""
+    """The frame, layout and field table for `cfg`'s current mode (single or range).
+
+    The frame carries every field at its start value, so fields that never change cost
+    nothing per packet. The checksum bases sum the headers with the bytes of stepping fields
+    (and, when the size steps, the length fields) zeroed: the kernel adds exactly the words
+    it writes, so every packet's checksums are exact."""
     proto = cfg.proto
     if cfg.range and cfg.range_proto is not None:
         proto = cfg.range_proto
     if cfg.ipv6 and proto == M.IPPROTO_ICMP:
         proto = M.IPPROTO_ICMPV6
-    eth = cfg.dst_mac.to_bytes(6, "big") + cfg.src_mac.to_bytes(6, "big")
-    if cfg.vlan:
-        eth += struct.pack("!HH", M.ETYPE_VLAN, (cfg.cos << 13) | cfg.vlan_id)
-    eth += struct.pack("!H", M.ETYPE_IPV6 if cfg.ipv6 else M.ETYPE_IPV4)
-    l3 = len(eth)
-    if cfg.ipv6:
-        ip = struct.pack("!IHBB", 6 << 28, 0, proto, cfg.ttl)
-        ip += cfg.src_ip6.to_bytes(16, "big") + cfg.dst_ip6.to_bytes(16, "big")
-    else:
-        ip = struct.pack("!BBHHHBBH", 0x45, 0, 0, 0, 0, cfg.ttl, proto, 0)
-        ip += cfg.src_ip.to_bytes(4, "big") + cfg.dst_ip.to_bytes(4, "big")
-    l4 = l3 + len(ip)
-    l4h = _l4_header(proto, cfg.sport, cfg.dport)
-    payload_at = l4 + len(l4h)
-    max_frame = MAX_SIZE - FCS_LEN
-    fill = np.frombuffer(FILL_PATTERN, dtype=np.uint8)
-    payload = np.resize(fill, max_frame - payload_at)
-    frame = np.zeros(max_frame, dtype=np.uint8)
-    frame[:payload_at] = np.frombuffer(eth + ip + l4h, dtype=np.uint8)
-    frame[payload_at:] = payload
-    layout = np.zeros(LAY_NCOLS, dtype=np.int64)
-    layout[LAY_L3], layout[LAY_L4], layout[LAY_PAYLOAD] = l3, l4, payload_at
-    layout[LAY_VLAN] = 1 if cfg.vlan else 0
-    layout[LAY_IPV6] = 1 if cfg.ipv6 else 0
-    layout[LAY_PROTO] = proto
-    layout[LAY_HDR_LEN] = payload_at
-    layout[LAY_COS] = cfg.cos
-    words = np.frombuffer(ip + l4h, dtype=">u2").astype(np.int64)
-    l4w = len(ip) // 2
-    if not cfg.ipv6:
-        layout[LAY_IP_BASE] = words[0] + words[2] + words[3]  # version/tos, id, fragment
-    if proto == M.IPPROTO_TCP:
-        layout[LAY_L4_BASE] = words[l4w + 2:l4w + 8].sum() + words[l4w + 9]
-    elif proto != M.IPPROTO_UDP:
-        layout[LAY_L4_BASE] = words[l4w] + words[l4w + 2:l4w + 4].sum()
     fields = np.zeros((len(RANGE_FIELDS), 4), dtype=np.int64)
     single = {"dst_mac": cfg.dst_mac, "src_mac": cfg.src_mac, "dst_ip": cfg.dst_ip,
               "src_ip": cfg.src_ip, "dst_port": cfg.dport, "src_port": cfg.sport,
@@ -243,12 +231,89 @@ def build_template(cfg: PortConfig) -> Template:
         else:
             v = single[name]
             fields[row] = (v, v, v, 0)
+    first = {name: int(fields[row, 0]) for row, name in enumerate(RANGE_FIELDS)}
+
+    eth = first["dst_mac"].to_bytes(6, "big") + first["src_mac"].to_bytes(6, "big")
+    if cfg.vlan:
+        eth += struct.pack("!HH", M.ETYPE_VLAN, (cfg.cos << 13) | (first["vlan"] & 0xFFF))
+    eth += struct.pack("!H", M.ETYPE_IPV6 if cfg.ipv6 else M.ETYPE_IPV4)
+    l3 = len(eth)
+    if cfg.ipv6:
+        ip = struct.pack("!IHBB", 6 << 28, 0, proto, first["ttl"])
+        ip += cfg.src_ip6.to_bytes(16, "big") + cfg.dst_ip6.to_bytes(16, "big")
+    else:
+        ip = struct.pack("!BBHHHBBH", 0x45, 0, 0, 0, 0, first["ttl"], proto, 0)
+        ip += first["src_ip"].to_bytes(4, "big") + first["dst_ip"].to_bytes(4, "big")
+    l4 = l3 + len(ip)
+    l4h = _l4_header(proto, first["src_port"], first["dst_port"])
+    payload_at = l4 + len(l4h)
+    max_frame = MAX_SIZE - FCS_LEN
+    fill = np.frombuffer(FILL_PATTERN, dtype=np.uint8)
+    payload = np.resize(fill, max_frame - payload_at)
+    psums = payload_word_sums(payload)
+    frame = np.zeros(max_frame, dtype=np.uint8)
+    frame[:payload_at] = np.frombuffer(eth + ip + l4h, dtype=np.uint8)
+    frame[payload_at:] = payload
+
+    ports = proto in (M.IPPROTO_TCP, M.IPPROTO_UDP)
+    offsets = np.full(len(RANGE_FIELDS), -1, dtype=np.int64)
+    offsets[F_DST_MAC], offsets[F_SRC_MAC] = 0, 6
+    offsets[F_TTL] = l3 + (7 if cfg.ipv6 else 8)
+    if cfg.vlan:
+        offsets[F_VLAN] = 14
+    if not cfg.ipv6:  # address ranges are IPv4 only
+        offsets[F_SRC_IP], offsets[F_DST_IP] = l3 + 12, l3 + 16
+    if ports:
+        offsets[F_SRC_PORT], offsets[F_DST_PORT] = l4, l4 + 2
+    widths = {F_DST_MAC: 6, F_SRC_MAC: 6, F_SRC_IP: 4, F_DST_IP: 4, F_SRC_PORT: 2,
+              F_DST_PORT: 2, F_TTL: 1, F_VLAN: 2}
+    stepping = [f for f in widths if fields[f, 3] != 0 and offsets[f] >= 0]
+    size_steps = fields[F_SIZE, 3] != 0
+    length_at = [l3 + 4] if cfg.ipv6 else [l3 + 2]
+    if proto == M.IPPROTO_UDP:
+        length_at.append(l4 + 4)
+
+    flen = frame_length(int(fields[F_SIZE, 0]), payload_at, max_frame)
+    l4_len = flen - l4
+    for at in length_at:  # the first packet's lengths; the kernel rewrites them if they step
+        frame[at:at + 2] = np.frombuffer(struct.pack("!H", flen - l3 if at == l3 + 2 else l4_len),
+                                         dtype=np.uint8)
+    zeroed = frame[:payload_at].copy()
+    for f in stepping:
+        zeroed[offsets[f]:offsets[f] + widths[f]] = 0
+    if size_steps:
+        for at in length_at:
+            zeroed[at:at + 2] = 0
+
+    layout = np.zeros(LAY_NCOLS, dtype=np.int64)
+    layout[LAY_L3], layout[LAY_L4], layout[LAY_PAYLOAD] = l3, l4, payload_at
+    layout[LAY_VLAN] = 1 if cfg.vlan else 0
+    layout[LAY_IPV6] = 1 if cfg.ipv6 else 0
+    layout[LAY_PROTO] = proto
+    layout[LAY_HDR_LEN] = payload_at
+    layout[LAY_COS] = cfg.cos
+    layout[LAY_FLEN] = 0 if size_steps else flen
+    layout[LAY_L4_CSUM] = {M.IPPROTO_TCP: 16, M.IPPROTO_UDP: 6}.get(proto, 2)
+    layout[LAY_ADDR_PSEUDO] = 1 if ports and not cfg.ipv6 else 0
+    if not cfg.ipv6:
+        layout[LAY_IP_BASE] = _word_sum(zeroed[l3:l4])
+    if proto == M.IPPROTO_ICMP:
+        pseudo = 0  # ICMPv4 has no pseudo header
+    elif cfg.ipv6:
+        pseudo = _word_sum(zeroed[l3 + 8:l4]) + proto
+    else:
+        pseudo = _word_sum(zeroed[l3 + 12:l4]) + proto
+    l4_base = _word_sum(zeroed[l4:payload_at]) + pseudo
+    if not size_steps:
+        l4_base += int(psums[flen - payload_at]) + (l4_len if proto != M.IPPROTO_ICMP else 0)
+    layout[LAY_L4_BASE] = l4_base
+
     padded = np.zeros((max_frame + 7) // 8 * 8, dtype=np.uint8)
     padded[:max_frame] = frame
-    return Template(frame, padded.view(np.uint64), layout, payload_word_sums(payload), fields,
-                    np.frombuffer(cfg.src_ip6.to_bytes(16, "big"), dtype=np.uint8).copy(),
-                    np.frombuffer(cfg.dst_ip6.to_bytes(16, "big"), dtype=np.uint8).copy(),
-                    cfg.version)
+    if size_steps:
+        stepping.append(F_SIZE)  # last: the kernel reads the frame length from there
+    return Template(frame, padded.view(np.uint64), layout, psums, fields,
+                    np.array(stepping, dtype=np.int64), offsets, cfg.version)
 
 
 def words_view(data: np.ndarray) -> np.ndarray:

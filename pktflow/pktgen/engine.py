@@ -14,6 +14,7 @@ all drive the same object.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -54,11 +55,15 @@ from pktflow.pktgen.kernels import (
 from pktflow.ports.base import Port, PortTable
 
 RX_BURST = 256
+TX_ROUND = 1024  # packets one Python round makes at most: several bursts, one kernel call
 IDLE_MIN_S = 50e-6
 IDLE_MAX_S = 1e-3
 BUCKET_DEPTH_S = 0.02  # credit a sender may bank across a late wake-up (keeps the average)
 SAMPLE_PERIOD_S = 1.0
+STALL_LOG_PERIOD_S = 5.0  # at most one "no free buffer" log line per port this often
 FRAME_OVERHEAD = FCS_LEN + WIRE_OVERHEAD  # bytes on the wire beyond the frame itself
+
+log = logging.getLogger(__name__)
 
 
 class PktgenError(RuntimeError):
@@ -66,7 +71,11 @@ class PktgenError(RuntimeError):
 
 
 class PortWorker:
-    """Transmit and receive on one port from one thread; counters change once per batch."""
+    """Transmit and receive on one port from one thread; counters change once per round.
+
+    The worker thread survives every failure: a transmit error stops transmission on this
+    port with the reason in `error` (shown on the page and in stats), a receive error is
+    reported and receiving goes on, and no buffer is lost on the way."""
 
     def __init__(self, port: Port, cfg: PortConfig, pool: Pool,
                  pcap_path: Path | None = None) -> None:
@@ -80,18 +89,25 @@ class PortWorker:
         self.sending = False
         self.remaining = 0
         self.closing = False
-        self._tx_batch = Batch(pool, MAX_BURST)
+        self._restart = False  # set by start(): the worker rebuilds and rewinds first
+        self._tx_batch = Batch(pool, TX_ROUND)
+        self._chunks: list[Batch] = []  # views of _tx_batch, one per burst handed to the port
+        self._chunk_size = 0
         self._rx_batch = Batch(pool, RX_BURST)
-        self._cum = np.zeros(MAX_BURST, dtype=np.int64)
+        self._cum = np.zeros(TX_ROUND, dtype=np.int64)
         self._data64 = words_view(pool.data)
         self._template: Template | None = None
         self._cur = np.zeros(0, dtype=np.int64)
         self._reader: PcapReader | None = None
+        self._pcap_damage: str | None = None  # damage found in the file, reported once
         self._tokens = 0.0
         self._last_refill = 0.0
         self._token_rate = 0.0  # tokens per second
         self._pps_mode = False
         self._expected_cost = 1.0
+        self._stall_since: float | None = None  # when the pool last ran dry under us
+        self._stall_logged = -STALL_LOG_PERIOD_S
+        self._rx_error_logged = -STALL_LOG_PERIOD_S
         self.error: str | None = None  # last transmit problem, shown on the page
         self.reset_counters()
         self._thread = threading.Thread(target=self._run, name=f"pktgen-port{port.id}",
@@ -103,11 +119,16 @@ class PortWorker:
             self.tx_packets = 0
             self.tx_bytes = 0
             self.tx_generated = 0
+            self.tx_stalls = 0  # times transmission paused because the pool had no buffer
+            self.tx_stall_s = 0.0  # seconds spent so (an ongoing pause counts from its start)
             self.rx = new_rx_accumulator()
             self.port_base = self.port.stats.as_dict()
             self.rates = {"rx_pps": 0.0, "tx_pps": 0.0, "rx_mbps": 0.0, "tx_mbps": 0.0}
             self.max_rates = {"rx_pps": 0.0, "tx_pps": 0.0}
             self._sample = (time.monotonic(), 0, 0, 0, 0)
+            if self._stall_since is not None:
+                self._stall_since = time.monotonic()
+                self.tx_stalls = 1
 
     def sample_rates(self) -> None:
         """Turn counter deltas since the previous sample into per-second rates."""
@@ -136,6 +157,10 @@ class PortWorker:
             rx = self.rx.copy()
             ps = self.port.stats.as_dict()
             base = self.port_base
+            stalled = self._stall_since
+            stall_s = self.tx_stall_s
+            if stalled is not None:
+                stall_s += time.monotonic() - stalled
             out = {
                 "port": self.port.id,
                 "name": self.port.name,
@@ -147,6 +172,8 @@ class PortWorker:
                 "tx_generated": self.tx_generated,
                 "tx_dropped": ps["tx_dropped"] - base["tx_dropped"],
                 "tx_errors": ps["tx_errors"] - base["tx_errors"],
+                "tx_stalls": self.tx_stalls,
+                "tx_stall_s": round(stall_s, 3),
                 "rx_packets": int(rx[RX_PKTS]),
                 "rx_bytes": int(rx[RX_BYTES]),
                 "rx_dropped": ps["rx_dropped"] - base["rx_dropped"],
@@ -165,9 +192,17 @@ class PortWorker:
         sizes.update({label: int(rx[RX_HIST + i]) for i, label in enumerate(HIST_LABELS)})
         sizes["jumbo"] = int(rx[RX_JUMBO])
         out["rx_sizes"] = sizes
+        if stalled is not None and out["sending"]:
+            out["tx_paused"] = self._stall_text(stall_s)
         if self.error:
             out["error"] = self.error
         return out
+
+    def _stall_text(self, seconds: float) -> str:
+        pool = self.pool
+        return (f"tx paused {seconds:.1f} s: pool \"{pool.name}\" has no free buffer (all "
+                f"{pool.buffers} held elsewhere, e.g. queued unread at the far end of "
+                f"{self.port.name}); sending resumes when buffers are freed")
 
     # ---- control --------------------------------------------------------------------
     def start_thread(self) -> None:
@@ -180,11 +215,7 @@ class PortWorker:
                 return
             self.remaining = self.cfg.count
             self.error = None
-            self._template = None  # rebuild: range fields restart from their start
-            if self._reader is not None:
-                self._reader.rewind()
-            self._tokens = 0.0
-            self._last_refill = time.monotonic()
+            self._restart = True  # range fields restart from their start, pcap from the top
             self.done.clear()
             self.sending = True
 
@@ -208,8 +239,16 @@ class PortWorker:
         while not self.closing:
             wait = None
             if self.sending:
-                wait = self._transmit()
-            got = self._receive()
+                try:
+                    wait = self._transmit()
+                except Exception as e:  # noqa: BLE001 - the thread must outlive any failure
+                    self._tx_failed(e)
+            try:
+                got = self._receive()
+            except Exception as e:  # noqa: BLE001
+                got = 0
+                self._rx_failed(e)
+                wait = IDLE_MAX_S  # do not spin on a failing port
             if got or wait == 0.0:
                 idle = IDLE_MIN_S
                 continue
@@ -218,18 +257,53 @@ class PortWorker:
                 idle = min(idle * 2, IDLE_MAX_S)
             else:
                 time.sleep(min(wait, IDLE_MAX_S))
+        self._stall_over()
 
-    def _prepare(self) -> None:
-        """Rebuild the template and the token bucket after a configuration change."""
+    def _tx_failed(self, e: Exception) -> None:
+        """Stop transmitting on this port with the reason shown; return held buffers."""
+        batch = self._tx_batch
+        if batch.n:
+            self.pool.free(batch)
+        if isinstance(e, (PktgenError, PcapError, OSError)):
+            self.error = str(e)
+        else:
+            self.error = f"transmit failed: {type(e).__name__}: {e}"
+            log.error("port %d: %s", self.port.id, self.error, exc_info=e)
+        self._stall_over()
+        self.stop()
+
+    def _rx_failed(self, e: Exception) -> None:
+        batch = self._rx_batch
+        if batch.n:
+            self.pool.free(batch)
+        self.error = f"receive failed: {type(e).__name__}: {e}"
+        now = time.monotonic()
+        if now - self._rx_error_logged >= STALL_LOG_PERIOD_S:
+            self._rx_error_logged = now
+            log.error("port %d: %s", self.port.id, self.error, exc_info=e)
+
+    def _prepare(self) -> Template:
+        """Rebuild the template and the token bucket after start or a configuration
+        change; rewind the pcap file on start."""
         cfg = self.cfg
-        self._template = build_template(cfg)
-        self._cur = self._template.fields[:, 0].copy()
+        restart = self._restart
+        self._restart = False
+        template = build_template(cfg)
+        self._template = template
+        self._cur = template.fields[:, 0].copy()
+        if restart:
+            self._tokens = 0.0
+            self._last_refill = time.monotonic()
         if cfg.pcap:
             if self.pcap_path is None:
                 raise PktgenError(f"port {self.port.id}: pcap mode needs a file: start with "
                                   f"--pcap {self.port.id}=FILE")
             if self._reader is None:
+                self._pcap_damage = None
                 self._reader = PcapReader(self.pcap_path)
+            elif restart:
+                self._pcap_damage = None
+                self._reader.rewind()
         speed_mbps = getattr(self.port, "speed_mbps", None) or DEFAULT_SPEED_MBPS
         if cfg.pps > 0:
             self._pps_mode = True
@@ -238,35 +312,36 @@ class PortWorker:
         else:
             self._pps_mode = False
             self._token_rate = speed_mbps * 1e6 / 8 * cfg.rate / 100.0
-            size_row = self._template.fields[F_SIZE]
+            size_row = template.fields[F_SIZE]
             if size_row[3]:
                 mean_size = (size_row[1] + size_row[2]) / 2
             else:
                 mean_size = size_row[0]
             self._expected_cost = float(mean_size + WIRE_OVERHEAD)
+        return template
 
     def _transmit(self) -> float | None:
-        """Send one batch if the bucket allows; returns 0.0 after sending, else how long
-        to wait for credit (None when there is nothing to send)."""
+        """Make and send one round of up to TX_ROUND packets (whole bursts) if the bucket
+        allows; returns 0.0 after sending, else how long to wait for credit (None when
+        there is nothing to send)."""
         cfg = self.cfg
-        try:
-            if self._template is None or self._template.version != cfg.version:
-                self._prepare()
-        except (PktgenError, PcapError, OSError) as e:
-            self.error = str(e)
-            self.stop()
-            return None
+        t = self._template
+        if self._restart or t is None or t.version != cfg.version:
+            t = self._prepare()
         now = time.monotonic()
-        depth = max(self._token_rate * BUCKET_DEPTH_S, self._expected_cost * cfg.burst)
+        burst = min(cfg.burst, MAX_BURST)
+        depth = max(self._token_rate * BUCKET_DEPTH_S, self._expected_cost * burst)
         self._tokens = min(self._tokens + (now - self._last_refill) * self._token_rate, depth)
         self._last_refill = now
-        want = min(cfg.burst, MAX_BURST)
-        if self.remaining and self.remaining < want:
-            want = self.remaining
+        want = TX_ROUND // burst * burst
+        remaining = self.remaining
+        if remaining and remaining < want:
+            want = remaining
         affordable = int(self._tokens / self._expected_cost)
         if affordable < want:
-            if affordable < 1 or affordable < want // 4:
-                return max((want * self._expected_cost - self._tokens) / self._token_rate,
+            need = min(burst, want)
+            if affordable < 1 or affordable < need // 4:
+                return max((need * self._expected_cost - self._tokens) / self._token_rate,
                            IDLE_MIN_S)
             want = affordable
         batch = self._tx_batch
@@ -274,32 +349,33 @@ class PortWorker:
         if cfg.pcap:
             try:
                 got = self._read_pcap(batch, want)
-            except (PcapError, OSError) as e:
-                pool.free(batch)
+            except PcapError as e:
+                got = batch.n  # records read before the damage still go out
+                if got == 0:
+                    raise
                 self.error = str(e)
                 self.stop()
-                return None
-            if got == 0:
-                return IDLE_MIN_S
-            lens = pool.meta[batch.idx[:got], M.LEN].astype(np.int64)
-            np.cumsum(lens, out=self._cum[:got])
+            if got:
+                lens = pool.meta[batch.idx[:got], M.LEN].astype(np.int64)
+                np.cumsum(lens, out=self._cum[:got])
         else:
             got = pool.alloc_into(batch, want)
-            if got == 0:
-                return IDLE_MIN_S  # the pool is empty: packets are still in flight elsewhere
-            t = self._template
-            synth_batch(pool.data, self._data64, pool.meta, batch.idx, got, t.frame, t.frame64,
-                        t.layout, t.payload_sums, t.fields, self._cur, t.ip6_src, t.ip6_dst,
-                        self._cum)
+            if got:
+                synth_batch(pool.data, self._data64, pool.meta, batch.idx, got, t.frame,
+                            t.frame64, t.layout, t.payload_sums, t.fields, t.stepping,
+                            t.offsets, self._cur, self._cum)
+        if got == 0:
+            self._no_buffer()
+            return IDLE_MIN_S
+        if self._stall_since is not None:
+            self._stall_over()
         cost = got if self._pps_mode else float(self._cum[got - 1] + FRAME_OVERHEAD * got)
-        sent = self.port.send(batch)
-        batch.n = 0
+        sent, nbytes = self._send(batch, got, burst)
         with self.lock:
             self._tokens -= cost
             self.tx_generated += got
             self.tx_packets += sent
-            if sent:
-                self.tx_bytes += int(self._cum[sent - 1])
+            self.tx_bytes += nbytes
             if self.remaining:
                 self.remaining -= got
                 if self.remaining <= 0:
@@ -307,13 +383,73 @@ class PortWorker:
                     self.done.set()
         return 0.0
 
+    def _send(self, batch: Batch, got: int, burst: int) -> tuple[int, int]:
+        """Hand `batch` to the port burst by burst; returns (packets, bytes) it accepted.
+        If the port raises, the bursts not yet handed over are freed before re-raising."""
+        if got <= burst:
+            try:
+                sent = self.port.send(batch)
+            finally:
+                batch.n = 0  # the port owns every buffer now, even if it raised
+            return sent, int(self._cum[sent - 1]) if sent else 0
+        if self._chunk_size != burst:
+            self._chunks = [Batch(self.pool, 1) for _ in range(0, TX_ROUND, burst)]
+            for j, chunk in enumerate(self._chunks):
+                chunk.idx = batch.idx[j * burst:(j + 1) * burst]
+            self._chunk_size = burst
+        cum = self._cum
+        sent_total = nbytes = 0
+        at = 0
+        try:
+            for chunk in self._chunks:
+                if at >= got:
+                    break
+                chunk.n = min(burst, got - at)
+                sent = self.port.send(chunk)
+                chunk.n = 0
+                if sent:
+                    sent_total += sent
+                    nbytes += int(cum[at + sent - 1]) - (int(cum[at - 1]) if at else 0)
+                at += burst
+        except BaseException:
+            self.pool.free(batch, min(at + burst, got))  # the bursts the port never saw
+            batch.n = 0
+            raise
+        batch.n = 0
+        return sent_total, nbytes
+
+    def _no_buffer(self) -> None:
+        """The pool is empty: count a pause once, log it at most every few seconds."""
+        now = time.monotonic()
+        if self._stall_since is None:
+            with self.lock:
+                self._stall_since = now
+                self.tx_stalls += 1
+        if now - self._stall_logged >= STALL_LOG_PERIOD_S:
+            self._stall_logged = now
+            log.warning("port %d: %s", self.port.id, self._stall_text(now - self._stall_since))
+
+    def _stall_over(self) -> None:
+        with self.lock:
+            if self._stall_since is not None:
+                self.tx_stall_s += time.monotonic() - self._stall_since
+                self._stall_since = None
+
     def _read_pcap(self, batch: Batch, want: int) -> int:
         """Stream the next `want` pcap records into `batch`, starting over at the file's
-        end; 0 when the pool has no buffer free."""
+        end (or at damage found after good records, which is reported once); 0 when the
+        pool has no buffer free. Raises PcapError when the file has nothing to replay."""
         reader = self._reader
         rewound = False
         while batch.n < want:
-            if reader.read_into(batch, want - batch.n):
+            try:
+                got = reader.read_into(batch, want - batch.n)
+            except PcapError as e:
+                if reader.packets == 0:
+                    raise
+                self._note_pcap_damage(str(e), reader.packets)
+                got = 0
+            if got:
                 rewound = False
                 continue
             if self.pool.available == 0:
@@ -324,6 +460,13 @@ class PortWorker:
             reader.rewind()
             rewound = True
         return batch.n
+
+    def _note_pcap_damage(self, what: str, good: int) -> None:
+        if self._pcap_damage == what:
+            return
+        self._pcap_damage = what
+        self.error = f"{what}; replaying the {good} packets before it"
+        log.warning("port %d: %s", self.port.id, self.error)
 
     def _receive(self) -> int:
         batch = self._rx_batch
@@ -351,8 +494,8 @@ def warm_up() -> None:
     t = build_template(cfg)
     cum = np.zeros(1, dtype=np.int64)
     synth_batch(pool.data, words_view(pool.data), pool.meta, batch.idx, 1, t.frame, t.frame64,
-                t.layout, t.payload_sums, t.fields, t.fields[:, 0].copy(), t.ip6_src,
-                t.ip6_dst, cum)
+                t.layout, t.payload_sums, t.fields, t.stepping, t.offsets,
+                t.fields[:, 0].copy(), cum)
     rx_account(pool.data, pool.meta, batch.idx, 1, new_rx_accumulator())
     _warm = True
 

@@ -2,9 +2,11 @@
 
 Python calls each kernel once per batch; every per-packet step (copying the template,
 writing the stepped fields, lengths and checksums, counting sizes) happens here.
-Checksums are exact for every packet: the headers are summed directly (a few words) and
-the payload's share comes from a table of running sums, so a 1500-byte packet costs no
-more checksum work than a 64-byte one.
+The template already carries every field at its start value, so a packet costs a word
+copy plus the fields that step. Checksums are exact for every packet: the template's
+checksum bases hold everything constant, the kernel adds the words it writes, and the
+payload's share comes from a table of running sums, so a 1500-byte packet costs no more
+checksum work than a 64-byte one.
 """
 
 from __future__ import annotations
@@ -16,25 +18,24 @@ from pktflow.packet import meta as M
 from pktflow.packet.checksum import fold
 from pktflow.pktgen.config import (
     F_DST_IP,
-    F_DST_MAC,
     F_DST_PORT,
-    F_SIZE,
     F_SRC_IP,
-    F_SRC_MAC,
     F_SRC_PORT,
     F_TTL,
     F_VLAN,
     FCS_LEN,
+    LAY_ADDR_PSEUDO,
     LAY_COS,
+    LAY_FLEN,
     LAY_HDR_LEN,
     LAY_IP_BASE,
     LAY_IPV6,
     LAY_L3,
     LAY_L4,
     LAY_L4_BASE,
+    LAY_L4_CSUM,
     LAY_PAYLOAD,
     LAY_PROTO,
-    LAY_VLAN,
 )
 
 # Columns of the receive accumulator (int64), filled by rx_account.
@@ -67,116 +68,110 @@ def _put32(data, b, o, v):
 
 @njit(cache=True, nogil=True, inline="always")
 def _put48(data, b, o, v):
-    for i in range(6):
-        data[b, o + i] = (v >> (40 - 8 * i)) & 255
+    _put16(data, b, o, v >> 32)
+    _put32(data, b, o + 2, v)
 
 
 @njit(cache=True, nogil=True)
-def _addr6_sum(addr):
-    s = 0
-    for i in range(0, 16, 2):
-        s += (np.int64(addr[i]) << 8) | np.int64(addr[i + 1])
-    return s
-
-
-@njit(cache=True, nogil=True)
-def synth_batch(data, data64, meta, idx, n, frame, frame64, layout, psums, fields, cur, ip6_src,
-                ip6_dst, cum):
-    """Write n packets into the buffers idx[:n] (at each buffer's START): the template
-    with this packet's field values, lengths and checksums. A field with inc 0 keeps its
-    start value; others take cur[f] and step it, wrapping past max to min (below min to
-    max). cum[k] receives the byte total of packets 0..k; returns the batch's bytes."""
+def synth_batch(data, data64, meta, idx, n, frame, frame64, layout, psums, fields, stepping,
+                offsets, cur, cum):
+    """Write n packets into the buffers idx[:n] (at each buffer's START): the template,
+    then only the fields that step (their bytes and checksum words), lengths when the size
+    steps (the size is then the last row of `stepping`), and the IPv4 and L4 checksums.
+    Stepping fields take cur[f] and advance it by inc, wrapping past max to min (below min
+    to max). cum[k] receives the byte total of packets 0..k; returns the batch's bytes."""
     l3 = layout[LAY_L3]
     l4 = layout[LAY_L4]
     payload_at = layout[LAY_PAYLOAD]
     hdr_len = layout[LAY_HDR_LEN]
-    has_vlan = layout[LAY_VLAN] != 0
-    ipv6 = layout[LAY_IPV6] != 0
+    ipv4 = layout[LAY_IPV6] == 0
     proto = layout[LAY_PROTO]
-    cos = layout[LAY_COS]
+    udp = proto == M.IPPROTO_UDP
+    pseudo_len = proto != M.IPPROTO_ICMP
+    cos = layout[LAY_COS] << 13
     ip_base = layout[LAY_IP_BASE]
     l4_base = layout[LAY_L4_BASE]
+    fixed_len = layout[LAY_FLEN]
+    l4_csum_at = l4 + layout[LAY_L4_CSUM]
+    addr_pseudo = layout[LAY_ADDR_PSEUDO]
     max_frame = frame.shape[0]
-    nf = fields.shape[0]
-    vals = np.empty(nf, dtype=np.int64)
-    addr6 = _addr6_sum(ip6_src) + _addr6_sum(ip6_dst) if ipv6 else 0
+    row_len = data.shape[1]
+    word_rows = data64.shape[1] * 8 == row_len
+    ns = stepping.shape[0]
+    n_writes = ns - 1 if fixed_len == 0 else ns  # the size, when it steps, is the last row
+    vals = np.empty(max(ns, 1), dtype=np.int64)
     total = 0
     for k in range(n):
         b = idx[k]
-        for f in range(nf):
-            inc = fields[f, 3]
-            if inc == 0:
-                vals[f] = fields[f, 0]
-            else:
-                v = cur[f]
-                vals[f] = v
-                v += inc
-                if v > fields[f, 2]:
-                    v = fields[f, 1]
-                elif v < fields[f, 1]:
-                    v = fields[f, 2]
-                cur[f] = v
-        flen = vals[F_SIZE] - FCS_LEN
-        if flen < hdr_len:
-            flen = hdr_len
-        if flen > max_frame:
-            flen = max_frame
+        # Step inline: a helper taking the arrays costs far more than the step itself.
+        for j in range(ns):
+            f = stepping[j]
+            v = cur[f]
+            vals[j] = v
+            v += fields[f, 3]
+            if v > fields[f, 2]:
+                v = fields[f, 1]
+            elif v < fields[f, 1]:
+                v = fields[f, 2]
+            cur[f] = v
+        flen = fixed_len
+        if flen == 0:
+            flen = vals[ns - 1] - FCS_LEN
+            if flen < hdr_len:
+                flen = hdr_len
+            if flen > max_frame:
+                flen = max_frame
         s = meta[b, M.START]
-        if s < 0 or s + flen > data.shape[1]:
+        if s < 0 or s + flen > row_len:
             s = 0
             meta[b, M.START] = 0
-        if s & 7 == 0 and data64.shape[1] * 8 == data.shape[1] and \
-                s + ((flen + 7) & ~7) <= data.shape[1]:
+        nwords = (flen + 7) >> 3
+        if word_rows and s & 7 == 0 and s + nwords * 8 <= row_len:
             w0 = s >> 3
-            for w in range((flen + 7) >> 3):
+            for w in range(nwords):
                 data64[b, w0 + w] = frame64[w]
         else:
             data[b, s:s + flen] = frame[:flen]
-        _put48(data, b, s, vals[F_DST_MAC])
-        _put48(data, b, s + 6, vals[F_SRC_MAC])
-        if has_vlan:
-            _put16(data, b, s + 14, (cos << 13) | (vals[F_VLAN] & 0xFFF))
-        o3 = s + l3
-        o4 = s + l4
-        l4_len = flen - l4
-        if ipv6:
-            _put16(data, b, o3 + 4, l4_len)
-            data[b, o3 + 7] = vals[F_TTL]
-            pseudo = addr6 + l4_len + proto
-        else:
-            sip = vals[F_SRC_IP]
-            dip = vals[F_DST_IP]
-            ttl = vals[F_TTL]
-            _put16(data, b, o3 + 2, flen - l3)
-            data[b, o3 + 8] = ttl
-            _put32(data, b, o3 + 12, sip)
-            _put32(data, b, o3 + 16, dip)
-            addrs = (sip >> 16) + (sip & 0xFFFF) + (dip >> 16) + (dip & 0xFFFF)
-            _put16(data, b, o3 + 10,
-                   0xFFFF - fold(ip_base + (flen - l3) + (ttl << 8) + proto + addrs))
-            pseudo = addrs + l4_len + proto
-        payload_sum = psums[flen - payload_at]
-        if proto == M.IPPROTO_TCP:
-            _put16(data, b, o4, vals[F_SRC_PORT])
-            _put16(data, b, o4 + 2, vals[F_DST_PORT])
-            sport = vals[F_SRC_PORT]
-            dport = vals[F_DST_PORT]
-            csum = 0xFFFF - fold(pseudo + l4_base + sport + dport + payload_sum)
-            _put16(data, b, o4 + 16, csum)
-        elif proto == M.IPPROTO_UDP:
-            sport = vals[F_SRC_PORT]
-            dport = vals[F_DST_PORT]
-            _put16(data, b, o4, sport)
-            _put16(data, b, o4 + 2, dport)
-            _put16(data, b, o4 + 4, l4_len)
-            csum = 0xFFFF - fold(pseudo + sport + dport + l4_len + payload_sum)
-            _put16(data, b, o4 + 6, csum if csum != 0 else 0xFFFF)
-        elif proto == M.IPPROTO_ICMPV6:
-            csum = 0xFFFF - fold(pseudo + l4_base + payload_sum)
-            _put16(data, b, o4 + 2, csum)
-        else:  # ICMP echo: no pseudo header
-            csum = 0xFFFF - fold(l4_base + payload_sum)
-            _put16(data, b, o4 + 2, csum)
+        ipsum = ip_base
+        l4sum = l4_base
+        for j in range(n_writes):
+            f = stepping[j]
+            v = vals[j]
+            o = s + offsets[f]
+            if f == F_SRC_PORT or f == F_DST_PORT:
+                _put16(data, b, o, v)
+                l4sum += v
+            elif f == F_SRC_IP or f == F_DST_IP:
+                _put32(data, b, o, v)
+                w = (v >> 16) + (v & 0xFFFF)
+                ipsum += w
+                l4sum += w * addr_pseudo
+            elif f == F_TTL:
+                data[b, o] = v
+                ipsum += v << 8
+            elif f == F_VLAN:
+                _put16(data, b, o, cos | (v & 0xFFF))
+            else:
+                _put48(data, b, o, v)
+        if fixed_len == 0:
+            l4_len = flen - l4
+            if ipv4:
+                _put16(data, b, s + l3 + 2, flen - l3)
+                ipsum += flen - l3
+            else:
+                _put16(data, b, s + l3 + 4, l4_len)
+            if udp:
+                _put16(data, b, s + l4 + 4, l4_len)
+                l4sum += l4_len
+            if pseudo_len:
+                l4sum += l4_len
+            l4sum += psums[flen - payload_at]
+        if ipv4:
+            _put16(data, b, s + l3 + 10, 0xFFFF - fold(ipsum))
+        csum = 0xFFFF - fold(l4sum)
+        if udp and csum == 0:
+            csum = 0xFFFF  # zero means "no checksum" in UDP
+        _put16(data, b, s + l4_csum_at, csum)
         meta[b, M.LEN] = flen
         meta[b, M.PORT] = -1
         total += flen
