@@ -236,3 +236,14 @@ def test_step_program_reports_a_bad_rules_file(tmp_path):
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"{rules}:1:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_text_output_shows_tables_tolerances_and_exit_status():
+    done = _pktflow("tutorial", "step02", "step04", "--packets", "1000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "step02: receive 0 -> rewrite MACs -> send 0  PASS" in out
+    assert "10/11 ±10" in out and "1/11 ±1" in out  # 1000 is not a multiple of 11
+    assert "2 of 2 steps passed" in out
+    bad = _pktflow("tutorial", "step02", "--packets", "0")
+    assert bad.returncode == 2 and "--packets must be at least 1" in bad.stderr
