@@ -28,7 +28,8 @@ from pktflow.packet.build import frame
 
 PACKETS = 16384
 BATCH = 256
-MEASURE_SECONDS = 0.5
+MEASURE_SECONDS = 1.5  # per measurement, split into ROUNDS rounds; the best one counts
+ROUNDS = 3
 SIZES = (1, 100, 1000)
 WELL_KNOWN = [20, 21, 22, 23, 25, 53, 80, 110, 123, 143, 161, 179, 443, 993, 3306, 5060, 8080]
 TCP, UDP = 6, 17
@@ -112,19 +113,22 @@ def traffic_pool(tuples: np.ndarray) -> tuple[Pool, np.ndarray]:
 
 
 def pktflow_rate(table: L3Rules, pool: Pool, idx: np.ndarray) -> float:
-    """Packets per second of compiled batch classification on one core."""
+    """Packets per second of compiled batch classification on one core (best round)."""
     chunks = [idx[i:i + BATCH] for i in range(0, len(idx), BATCH)]
     out = np.empty(BATCH, dtype=np.int32)
     data, meta = pool.data, pool.meta
     for c in chunks[:2]:  # compile and warm the caches
         l3_classify_batch(table.kernel_state(), data, meta, c, len(c), out)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < MEASURE_SECONDS:
-        for c in chunks:
-            state = table.kernel_state()  # once per batch, as the flow engine does
-            l3_classify_batch(state, data, meta, c, len(c), out)
-            done += len(c)
-    return done / (time.perf_counter() - started)
+    best = 0.0
+    for _ in range(ROUNDS):
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < MEASURE_SECONDS / ROUNDS:
+            for c in chunks:
+                state = table.kernel_state()  # once per batch, as the flow engine does
+                l3_classify_batch(state, data, meta, c, len(c), out)
+                done += len(c)
+        best = max(best, done / (time.perf_counter() - started))
+    return best
 
 
 def pktflow_matches(table: L3Rules, pool: Pool, idx: np.ndarray) -> list[int]:
@@ -157,17 +161,19 @@ def run_test_acl(rules_file: Path, trace_file: Path, iterations: int, verbose: i
 
 
 def peer_rate(rules_file: Path, trace_file: Path) -> float:
-    """rte_acl's packets per second, with enough iterations for about one second."""
-    iterations = 50
-    while True:
+    """rte_acl's packets per second (best round), with iterations for about the same time."""
+    iterations, best, rounds = 20, 0.0, 0
+    while rounds < ROUNDS:
         out = run_test_acl(rules_file, trace_file, iterations, 0, PACKETS)
         m = re.search(r"\(([\d.]+) sec\).*?([\d.]+) pkt/sec", out)
         if m is None:
             raise RuntimeError(f"no rate in dpdk-test-acl output: {out[-300:]}")
         seconds, rate = float(m.group(1)), float(m.group(2))
-        if seconds >= 0.5 * MEASURE_SECONDS or iterations >= 100000:
-            return rate
-        iterations = int(iterations * MEASURE_SECONDS / max(seconds, 0.001)) + 1
+        if seconds >= 0.5 * MEASURE_SECONDS / ROUNDS or iterations >= 10**6:
+            best, rounds = max(best, rate), rounds + 1
+        else:
+            iterations = int(iterations * MEASURE_SECONDS / ROUNDS / max(seconds, 1e-4)) + 1
+    return best
 
 
 def peer_matches(rules_file: Path, trace_file: Path, n: int) -> list[int]:
@@ -234,7 +240,8 @@ def main() -> None:
     have_peer = shutil.which("dpdk-test-acl") is not None
     if not have_peer:
         print("rte_acl: dpdk-test-acl not found (Debian package dpdk-dev); pktflow only")
-    print(f"traffic: {PACKETS} IPv4 TCP/UDP 64-byte packets, batches of {BATCH}, one core")
+    print(f"traffic: {PACKETS} IPv4 TCP/UDP 64-byte packets, batches of {BATCH}, one core, "
+          f"best of {ROUNDS} rounds")
     with tempfile.TemporaryDirectory(prefix="pktflow-bench-acl-") as tmp:
         workdir = Path(tmp)
         for size in SIZES:

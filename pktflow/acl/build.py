@@ -81,9 +81,13 @@ def l2_field_ranges(rule: L2Rule) -> list[tuple[int, int]]:
             _value_range(rule.ethertype, 0xFFFF), _ports(rule.vlan, NO_VLAN)]
 
 
+MAX_SKIP_BITS = 16  # skip tables of at most 64 Ki entries (512 KiB) per field
+
+
 def _skip_bits(intervals: int, width: int) -> int:
-    """Bits of the skip table index: about two blocks per interval, none for tiny fields."""
-    return 0 if intervals <= 2 else min(width, intervals.bit_length() + 1)
+    """Bits of the skip table index: about eight blocks per interval (fewer search steps
+    where the intervals spread out), none for tiny fields."""
+    return 0 if intervals <= 2 else min(width, intervals.bit_length() + 3, MAX_SKIP_BITS)
 
 
 def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int],
@@ -131,6 +135,7 @@ def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int
         np.ascontiguousarray(np.concatenate(all_bits, axis=0)),
         index.astype(np.int64),
     )
+
 
 
 def build_l3(rules: Sequence[L3Rule]) -> tuple[np.ndarray, ...]:

@@ -53,6 +53,7 @@ _DEBRUIJN_POS = np.zeros(64, dtype=np.int64)
 for _i in range(64):
     _DEBRUIJN_POS[((1 << _i) * 0x03F79D71B4CA8B09 % (1 << 64)) >> 58] = _i
 _PORT_FLAGS = M.F_TCP | M.F_UDP
+LINEAR_SEARCH = 16  # intervals counted without branches; larger blocks are halved first
 
 
 @intrinsic
@@ -82,46 +83,31 @@ def _lowest_bit(x):
 
 @njit(cache=True, nogil=True)
 def _row(bounds, index, field, key):
-    """Row of the interval of `field` that holds `key`: skip table, then a branch-free
-    binary search over the few intervals of the key's block."""
+    """Row of the interval of `field` that holds `key`: the skip table narrows it to the
+    intervals of the key's block; a dense block is halved down to a few, which are then
+    counted without branches (sorted starts at or below the key)."""
     skip_at = index[1 + 2 * field]
     block = np.int64(key >> np.uint64(index[2 + 2 * field]))
     lo = index[skip_at + block]
-    n = index[skip_at + block + 1] - lo + 1
-    while n > 1:
-        half = n >> 1
-        lo = lo + half if bounds[lo + half] <= key else lo
-        n -= half
-    return lo
+    hi = index[skip_at + block + 1]
+    while hi - lo > LINEAR_SEARCH:
+        mid = (lo + hi + 1) >> 1
+        if bounds[mid] <= key:
+            lo = mid
+        else:
+            hi = mid - 1
+    row = lo
+    for i in range(lo + 1, hi + 1):
+        row += np.int64(bounds[i] <= key)
+    return row
 
 
 # Every function below that takes arrays has a single return: Numba then drops the
 # reference counting of its array arguments, which otherwise costs more than the lookup.
 
 @njit(cache=True, nogil=True)
-def _first4(bits, r0, r1, r2, r3):
-    pos = -1
-    for w in range(bits.shape[1]):
-        x = bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w]
-        if x != 0:
-            pos = w * 64 + _lowest_bit(x)
-            break
-    return pos
-
-
-@njit(cache=True, nogil=True)
-def _first5(bits, r0, r1, r2, r3, r4):
-    pos = -1
-    for w in range(bits.shape[1]):
-        x = bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w] & bits[r4, w]
-        if x != 0:
-            pos = w * 64 + _lowest_bit(x)
-            break
-    return pos
-
-
-@njit(cache=True, nogil=True)
-def _first7(bits, r0, r1, r2, r3, r4, r5, r6):
+def _first(bits, r0, r1, r2, r3, r4, r5, r6):
+    """Lowest rule set in all of rows r0..r6 (repeat a row for fewer fields), or -1."""
     pos = -1
     for w in range(bits.shape[1]):
         x = (bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w] & bits[r4, w]
@@ -163,14 +149,10 @@ def _v4_pos(bounds, bits, index, data, meta, b, flags):
     """Family position of the first IPv4 rule the packet matches, or -1."""
     sport, dport = _ports(data, meta, b, flags)
     l3 = meta[b, M.L3]
-    return _first5(
-        bits,
-        _row(bounds, index, 0, _be(data, b, l3 + _IP4_SRC, 4)),
-        _row(bounds, index, 1, _be(data, b, l3 + _IP4_DST, 4)),
-        _row(bounds, index, 2, np.uint64(meta[b, M.PROTO])),
-        _row(bounds, index, 3, sport),
-        _row(bounds, index, 4, dport),
-    )
+    r0 = _row(bounds, index, 0, _be(data, b, l3 + _IP4_SRC, 4))
+    return _first(bits, r0, _row(bounds, index, 1, _be(data, b, l3 + _IP4_DST, 4)),
+                  _row(bounds, index, 2, np.uint64(meta[b, M.PROTO])),
+                  _row(bounds, index, 3, sport), _row(bounds, index, 4, dport), r0, r0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -178,16 +160,13 @@ def _v6_pos(bounds, bits, index, data, meta, b, flags):
     """Family position of the first IPv6 rule the packet matches, or -1."""
     sport, dport = _ports(data, meta, b, flags)
     l3 = meta[b, M.L3]
-    return _first7(
-        bits,
-        _row(bounds, index, 0, _be(data, b, l3 + _IP6_SRC, 8)),
-        _row(bounds, index, 1, _be(data, b, l3 + _IP6_SRC + 8, 8)),
-        _row(bounds, index, 2, _be(data, b, l3 + _IP6_DST, 8)),
-        _row(bounds, index, 3, _be(data, b, l3 + _IP6_DST + 8, 8)),
-        _row(bounds, index, 4, np.uint64(meta[b, M.PROTO])),
-        _row(bounds, index, 5, sport),
-        _row(bounds, index, 6, dport),
-    )
+    return _first(bits,
+                  _row(bounds, index, 0, _be(data, b, l3 + _IP6_SRC, 8)),
+                  _row(bounds, index, 1, _be(data, b, l3 + _IP6_SRC + 8, 8)),
+                  _row(bounds, index, 2, _be(data, b, l3 + _IP6_DST, 8)),
+                  _row(bounds, index, 3, _be(data, b, l3 + _IP6_DST + 8, 8)),
+                  _row(bounds, index, 4, np.uint64(meta[b, M.PROTO])),
+                  _row(bounds, index, 5, sport), _row(bounds, index, 6, dport))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -245,13 +224,10 @@ def _l2(bounds, bits, index, data, meta, b, what):
         if flags & M.F_VLAN:
             raw = _be(data, b, meta[b, _VLAN_COLUMN] + _VID, _VID_SIZE)
             vlan = (raw >> np.uint64(_VID_SHIFT)) & np.uint64(_VID_MAX)
-        pos = _first4(
-            bits,
-            _row(bounds, index, 0, _be(data, b, start + _ETH_SRC, 6)),
-            _row(bounds, index, 1, _be(data, b, start + _ETH_DST, 6)),
-            _row(bounds, index, 2, _be(data, b, type_at, 2)),
-            _row(bounds, index, 3, vlan),
-        )
+        r0 = _row(bounds, index, 0, _be(data, b, start + _ETH_SRC, 6))
+        pos = _first(bits, r0, _row(bounds, index, 1, _be(data, b, start + _ETH_DST, 6)),
+                     _row(bounds, index, 2, _be(data, b, type_at, 2)),
+                     _row(bounds, index, 3, vlan), r0, r0, r0)
         found = _result(index, 4, pos, what)
     return found
 
