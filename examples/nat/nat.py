@@ -629,4 +629,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    flow.main(build, extra_arguments=_arguments)
+    # Run the copy imported under its module name, as `pktflow tutorial nat` and the tests
+    # do: the compiled kernels are then found in Numba's cache instead of built again.
+    from pktflow.tutorial.nat import load_example
+
+    example = load_example()
+    flow.main(example.build, extra_arguments=example._arguments)
