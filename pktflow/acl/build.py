@@ -42,6 +42,11 @@ V6_FIELDS = (("src_hi", U64_MAX), ("src_lo", U64_MAX), ("dst_hi", U64_MAX),
 L2_FIELDS = (("src", MAC_MAX), ("dst", MAC_MAX), ("ethertype", 0xFFFF), ("vlan", NO_VLAN))
 
 Family = tuple[np.ndarray, np.ndarray, np.ndarray]
+MAX_BITS_BYTES = 1 << 30  # bit vectors grow with rules x intervals; refuse beyond 1 GiB
+
+
+class TableTooLarge(ValueError):
+    """The compiled table would need more memory than MAX_BITS_BYTES."""
 
 
 def _cidr_range(c: CIDR | None, bits: int) -> tuple[int, int]:
@@ -102,6 +107,7 @@ def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int
     bit_of = np.left_shift(np.uint64(1), (positions % 64).astype(np.uint64))
     all_bounds, all_bits, skips, header = [], [], [], [nrules]
     row0 = 0
+    bits_bytes = 0
     skip_at = 1 + 2 * nfields + 2 * nrules
     for f, top in enumerate(tops):
         lo, hi = table[:, f, 0], table[:, f, 1]
@@ -109,6 +115,10 @@ def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int
         after = hi.copy()
         after[has_next] += np.uint64(1)
         bounds = np.unique(np.concatenate((np.zeros(1, np.uint64), lo, after[has_next])))
+        bits_bytes += len(bounds) * words * 8
+        if bits_bytes > MAX_BITS_BYTES:
+            raise TableTooLarge(f"{nrules} rules with these many distinct ranges need more "
+                                f"than {MAX_BITS_BYTES >> 20} MiB of bit vectors; split the table")
         first = np.searchsorted(bounds, lo)
         past = np.where(has_next, np.searchsorted(bounds, after), len(bounds))
         # Set each rule's bit where its range starts and flip it back where it ends; a

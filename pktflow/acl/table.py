@@ -21,11 +21,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pktflow.acl import kernels as K
-from pktflow.acl.build import build_l2, build_l3
+from pktflow.acl.build import TableTooLarge, build_l2, build_l3
 from pktflow.acl.rules import (
     L2Rule,
     L3Rule,
     RuleError,
+    RuleLineError,
     is_json,
     parse_l2_json,
     parse_l2_text,
@@ -54,7 +55,10 @@ class RuleSet:
         self.version = version
         self.loaded_at = time.time() if loaded_at is None else loaded_at
         self.load_seconds = load_seconds
-        self.state = self._build(self.rules)
+        try:
+            self.state = self._build(self.rules)
+        except TableTooLarge as e:
+            raise RuleError([RuleLineError(source, None, str(e))]) from None
 
     @staticmethod
     def _build(rules: tuple) -> tuple[np.ndarray, ...]:
@@ -252,13 +256,13 @@ class RuleTable:
                     self._last_error = None  # back to the active rules' text
                     return False
                 rules = self.parse_text(text, str(self.path))
+                version = self._install(rules, str(self.path), started)
             except RuleError as e:
                 self._failures += 1
                 self._last_error, self._last_error_at = str(e), time.time()
                 log.error("%s: reload failed, keeping version %d:\n%s", self.path,
                           self._current.version, e)
                 return False
-            version = self._install(rules, str(self.path), started)
             self._text = text
             self._last_error = None
             log.info("%s: loaded version %d (%d rules) in %.1f ms", self.path, version,

@@ -172,3 +172,17 @@ def test_load_errors_raise_and_install_nothing(tmp_path):
     path.write_text("ANY ANY ANY ANY ANY Accept\nANY ANY tcp 99999 ANY 1\n")
     with pytest.raises(RuleError, match=r"bad\.conf:2: bad source port \"99999\""):
         L3Rules.load(path)
+
+
+def test_a_table_too_large_to_compile_is_refused_like_a_bad_file(tmp_path, tutorial_batch,
+                                                                monkeypatch):
+    path = tmp_path / "big.conf"
+    path.write_text(RULES1)
+    rules = L3Rules.load(path)
+    monkeypatch.setattr("pktflow.acl.build.MAX_BITS_BYTES", 256)
+    path.write_text("".join(f"10.0.{i}.0/24 ANY ANY ANY {i} 1\n" for i in range(100)))
+    assert rules.reload() is False
+    assert "need more than" in rules.status()["last_error"]
+    assert rules.version == 1 and rules.classify(tutorial_batch).tolist() == [1, 1, 0, 1]
+    with pytest.raises(RuleError, match=r"big\.conf: 100 rules"):
+        L3Rules.load(path)
