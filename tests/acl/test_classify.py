@@ -330,3 +330,14 @@ def test_random_l2_tables_agree_with_the_reference(case):
         assert table.classify(batch).tolist() == outputs_of(rules, expected).tolist()
     finally:
         POOL.free(batch)
+
+
+def test_single_family_tables_meet_packets_of_the_other_family(pool):
+    """A table with only IPv4 rules has an empty IPv6 family, and the other way round."""
+    v4_only = L3Rules.parse("111.2.0.0/30 ANY ANY ANY ANY 5")
+    v6_only = L3Rules.parse("2001:db8::/32 ANY ANY ANY ANY 3")
+    batch = parsed_batch(pool, [Pkt(6, 0x20010DB8 << 96, 1).frame(),
+                                Pkt(6, 0xFE80 << 112, 1, UDP).frame(),
+                                Pkt(4, SOURCES[2], 1).frame()])
+    assert v4_only.classify(batch).tolist() == [0, 0, 5]
+    assert v6_only.classify(batch).tolist() == [3, 0, 0]
