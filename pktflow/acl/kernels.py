@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import carray, njit, types
-from numba.extending import intrinsic
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
 
 from pktflow.acl.build import NO_PORT, NO_VLAN
 from pktflow.packet import meta as M
@@ -64,15 +65,24 @@ def _address_as_pointer(typingctx, address):
     return types.voidptr(types.uintp), codegen
 
 
-@njit(cache=True, nogil=True, inline="always")
 def _borrow(a):
     """A view of C-contiguous `a` without a reference count, for the caller's lifetime.
 
     Numba counts references to arrays passed between functions with atomic operations;
     per packet that costs more than the lookup itself. Views made once per call carry
-    no count, so the per-packet code below does none.
+    no count, so the per-packet code below does none. Compiled code only.
     """
-    return carray(_address_as_pointer(a.ctypes.data), a.shape, a.dtype)
+    raise TypeError("_borrow is only for compiled code")
+
+
+@overload(_borrow, inline="always")
+def _borrow_typed(a):
+    if not isinstance(a, types.Array) or a.layout != "C":
+        raise TypingError(f"pktflow.acl kernels need C-contiguous arrays, got {a}")
+
+    def view(a):
+        return carray(_address_as_pointer(a.ctypes.data), a.shape, a.dtype)
+    return view
 
 
 @njit(cache=True, nogil=True)

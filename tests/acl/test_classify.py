@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 from acl_helpers import (
     GRE,
     ICMP,
@@ -23,8 +24,9 @@ from acl_helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba import njit
+from numba.core.errors import TypingError
 
-from pktflow.acl import L2Rule, L2Rules, L3Rule, L3Rules
+from pktflow.acl import L2Rule, L2Rules, L3Rule, L3Rules, l3_classify_batch
 from pktflow.packet import Packet, Pool
 from pktflow.packet.addr import CIDR
 
@@ -341,3 +343,11 @@ def test_single_family_tables_meet_packets_of_the_other_family(pool):
                                 Pkt(4, SOURCES[2], 1).frame()])
     assert v4_only.classify(batch).tolist() == [0, 0, 5]
     assert v6_only.classify(batch).tolist() == [3, 0, 0]
+
+
+def test_kernels_refuse_non_contiguous_arrays(pool):
+    rules = L3Rules.parse("ANY ANY ANY ANY ANY 3")
+    batch = _tutorial_batch(pool)
+    out = np.zeros(batch.n, dtype=np.int32)
+    with pytest.raises(TypingError, match="need C-contiguous arrays"):
+        l3_classify_batch(rules.kernel_state(), pool.data[::2], pool.meta, batch.idx, 2, out)
