@@ -292,7 +292,10 @@ class StepRig:
     wires; use as a context manager (everything is stopped and closed on exit)."""
 
     def __init__(self, spec: StepSpec, workdir: Path, examples: Path = EXAMPLES,
-                 target: str = DIRECT, config: FlowConfig | None = None) -> None:
+                 target: str = DIRECT, config: FlowConfig | None = None,
+                 ports: tuple[PortTable, PortTable] | None = None) -> None:
+        """`ports`: (generator ports, NF ports) to use instead of memory wires, for
+        example AF_PACKET ports on veth links; the rig closes them."""
         self.spec = spec
         self.examples = examples
         self.messages: list[str] = []
@@ -301,6 +304,7 @@ class StepRig:
         self.gen: Pktgen | None = None
         self.nf: System | None = None
         self.gen_ports: PortTable | None = None
+        self._nf_ports: PortTable | None = None  # closed by the System once it exists
         module = load_step_module(spec.number, examples)
         targets = examples / "config.json"
         mac0, mac1 = target_macs(targets, target)
@@ -315,10 +319,16 @@ class StepRig:
         args = parser.parse_args(argv)
         wire = f"tutorial{os.getpid()}_{next(_rigs)}"  # a fresh pair of wires per rig
         try:
-            self.gen_ports = PortTable.from_specs(
-                [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}" for p, mac in ((0, mac0), (1, mac1))])
-            self.nf = System(config or FlowConfig(), [
-                f"{p}=mem:{wire}_{p},ring={RING},mac={mac}" for p, mac in enumerate(NF_MACS)])
+            if ports is not None:
+                self.gen_ports, self._nf_ports = ports
+            else:
+                self.gen_ports = PortTable.from_specs(
+                    [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}"
+                     for p, mac in ((0, mac0), (1, mac1))])
+                self._nf_ports = PortTable.from_specs(
+                    [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}"
+                     for p, mac in enumerate(NF_MACS)])
+            self.nf = System(config or FlowConfig(), self._nf_ports)
             self.rules = module.build(self.nf, args)
             self.nf.start()
             self.gen = Pktgen(self.gen_ports, output=self.messages.append)
@@ -345,6 +355,8 @@ class StepRig:
             self.gen.close()
         if self.nf is not None:
             self.nf.close()
+        elif self._nf_ports is not None:
+            self._nf_ports.close()
         if self.gen_ports is not None:
             self.gen_ports.close()
 

@@ -247,3 +247,29 @@ def test_text_output_shows_tables_tolerances_and_exit_status():
     assert "2 of 2 steps passed" in out
     bad = _pktflow("tutorial", "step02", "--packets", "0")
     assert bad.returncode == 2 and "--packets must be at least 1" in bad.stderr
+
+
+@pytest.mark.root
+def test_step_runs_unchanged_on_veth_links_in_namespaces(tmp_path):
+    """Step 9 on AF_PACKET ports: generator host and NF host in network namespaces of
+    their own, port 0 to 0 and 1 to 1 over veth links (removed afterwards)."""
+    from pktflow.packet.pool import default_pool
+    from pktflow.testbed.net import VethLab, leftovers, run
+
+    tag = f"tu{os.getpid() % 100000}"
+    links = [("gen", "tg0", "nf", "tn0"), ("gen", "tg1", "nf", "tn1")]
+    # MTU above 1500: the tunnelled packets are 1502 bytes of IP, as with the original's NICs.
+    with VethLab(tag, ["gen", "nf"], links, mtu=1600) as lab:
+        for ifname, mac in zip(("tg0", "tg1"), DIRECT_MACS, strict=True):
+            run("ip", "-n", lab.ns("gen"), "link", "set", ifname, "address", mac)
+        pool = default_pool()
+        gen = PortTable([lab.open_port("gen", f"packet:tg{p}", pool, p) for p in (0, 1)])
+        nf = PortTable([lab.open_port("nf", f"packet:tn{p}", pool, p) for p in (0, 1)])
+        spec = STEPS[9]
+        with StepRig(spec, tmp_path, ports=(gen, nf)) as rig:
+            # Paced: a socket ring overflows when its reader is starved of CPU for long.
+            phase = measure(spec, "veth", rig.send(2000, pps=5_000), spec.expect)
+            ports = rig.nf.stats()["ports"]
+        assert phase.passed, (phase, ports)
+        assert [row.rx_packets for row in phase.ports] == [1000, 500]
+    assert not any(n.startswith(f"pft-{tag}-") for n in leftovers()["namespaces"])
