@@ -139,17 +139,46 @@ def test_handler_errors_are_counted_and_logged(rig, mode, caplog):
         stats = r.run()
     out = [packet_number(x) for x in r.collect(1)]
     h = node(stats, "handler")
+    # Per packet on both paths: only the packets it raised for are lost.
+    assert out == [k for k in range(100) if k % 5]
+    assert h["dropped"] == {"handler-error": 20}
+    assert "handler-error" in caplog.text
     if mode == "interpreted":
-        # Per packet: only the packets it raised for are lost.
-        assert out == [k for k in range(100) if k % 5]
-        assert h["dropped"] == {"handler-error": 20}
         assert "ValueError: five" in caplog.text and "Traceback" in caplog.text
-    else:
-        # A compiled kernel that raises loses its whole batch, counted the same way.
-        assert h["dropped"]["handler-error"] == 100 - len(out)
-        assert h["dropped"]["handler-error"] >= 20
-        assert "handler-error" in caplog.text
     assert caplog.text.count("Traceback") <= 1  # rate-limited: one report per node
+
+
+def fails_on_odd_ttl(pkt):
+    if pkt.ipv4.ttl % 2 == 1:
+        raise ValueError("odd TTL")
+    pkt.ipv4.ttl -= 1
+
+
+def test_raising_handler_drops_the_same_packets_on_both_paths(rig):
+    """A handler raising for odd TTLs loses exactly those packets, compiled or not, and the
+    packets after a failing one in the same batch are still handled and forwarded."""
+    frames = []
+    for k in range(600):
+        raw = bytearray(udp_frame(k))
+        raw[22] = (k * 7) % 256  # TTL: odd and even mixed inside every batch
+        frames.append(bytes(raw))
+    results = {}
+    for mode in ("compiled", "interpreted"):
+        r = rig(2, mode=mode, batch_size=64)
+        f = r.nf.receiver(0)
+        r.nf.handler(f, fails_on_odd_ttl)
+        r.nf.sender(f, 1)
+        r.feed(0, frames)
+        stats = r.run()
+        assert node(stats, "handler")["path"] == mode
+        results[mode] = (node(stats, "handler")["dropped"], r.collect(1))
+    # Odd TTLs raise, and so does TTL 0 (0 - 1 does not fit the field).
+    kept = [k for k in range(600) if frames[k][22] % 2 == 0 and frames[k][22] > 0]
+    assert results["compiled"] == results["interpreted"]
+    dropped, out = results["compiled"]
+    assert dropped == {"handler-error": 600 - len(kept)}
+    assert [packet_number(x) for x in out] == kept
+    assert all(x[22] == frames[packet_number(x)][22] - 1 for x in out)
 
 
 def test_nf_keeps_running_after_errors(rig):
