@@ -1,8 +1,7 @@
-"""`pktflow decode` and the interim `pktflow demo`, run as a user runs them."""
+"""`pktflow decode`, run as a user runs it."""
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,38 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.utils import wrpcap
 
 from pktflow.cli import main
-from pktflow.packet.cli import demo_frames, run_demo
+from pktflow.packet.build import frame
+from pktflow.packet.pcap import PcapWriter
+from pktflow.packet.pool import Pool
+
+
+def sample_frames() -> list[bytes]:
+    """One frame of each kind pktflow parses, plus a malformed one."""
+    eth = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+    v4 = {"src": "111.2.0.1", "dst": "10.0.0.2"}
+    v6 = {"src": "2001:db8::1", "dst": "2001:db8::2"}
+    broken = bytearray(frame(eth=eth, ipv4=v4, tcp={}))
+    broken[14] = 0x43  # IHL 3: shorter than an IPv4 header
+    return [
+        frame(eth=eth, ipv4=v4, tcp={}, payload=b"pktgen defaults 1234 -> 5678"),
+        frame(eth=eth, ipv4=v4, udp={"src_port": 5353, "dst_port": 53}, payload=b"\0" * 12),
+        frame(eth=eth, ipv4=v4, icmp={"type": 8, "id": 7, "seq": 1}, payload=b"ping"),
+        frame(eth={"src": "02:00:00:00:00:01", "dst": "ff:ff:ff:ff:ff:ff"},
+              arp={"op": 1, "sha": "02:00:00:00:00:01", "spa": "10.0.0.1",
+                   "tpa": "10.0.0.2"}),
+        frame(eth=eth, ipv6=v6, udp={"dst_port": 4000}, payload=b"v6"),
+        frame(eth={"src": "02:00:00:00:00:01", "dst": "33:33:ff:00:00:02"},
+              ipv6={"src": "fe80::1", "dst": "ff02::1:ff00:2", "hop_limit": 255},
+              icmp6={"type": 135, "target": "2001:db8::2", "nd_opt_type": 1, "nd_opt_len": 1,
+                     "nd_lladdr": "02:00:00:00:00:01"}),
+        frame(eth=eth, vlan={"vid": 10}, ipv4=v4, udp={}),
+        frame(eth=eth, vlan={"vid": 100}, inner_vlan={"vid": 200}, ipv4=v4, tcp={"flags": 0x12}),
+        frame(eth=eth, mpls={"label": 16}, ipv4=v4, udp={}),
+        frame(eth=eth, ipv4={"src": "111.22.3.0", "dst": "3.22.111.0"}, gre={}),
+        frame(eth=eth, ipv4=v4, udp={"dst_port": 4789}, vxlan={"vni": 42}, payload=frame(
+            eth=eth, ipv4={"src": "192.168.1.2", "dst": "10.1.1.2"}, udp={})),
+        bytes(broken),
+    ]
 
 
 def _capture(tmp_path: Path) -> Path:
@@ -92,18 +122,24 @@ def test_decode_bad_files_give_clear_errors(tmp_path, capsys, content, message):
     assert "error:" in out and "bad.pcap" in out and message in out
 
 
-def test_demo_round_trips_and_agrees_with_tcpdump(capsys):
-    assert run_demo(argparse.Namespace()) == 0
-    assert run_demo(argparse.Namespace()) == 0  # its wire name is free again
-    assert "wire" not in capsys.readouterr().err
-    assert run_demo(argparse.Namespace()) == 0
+def test_decode_every_protocol_and_agree_with_tcpdump(tmp_path, capsys):
+    frames = sample_frames()
+    pool = Pool(64, name="decode-test")
+    batch = pool.alloc(len(frames))
+    for b, raw in zip(batch.idx[: batch.n], frames, strict=True):
+        pool.write(int(b), raw)
+    path = tmp_path / "all.pcap"
+    with PcapWriter(path) as writer:
+        writer.write(batch)
+    assert main(["decode", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "bytes identical to what was built: yes" in out
-    assert len(_rows(out)) == len(demo_frames())
+    assert len(_rows(out)) == len(frames)
     assert "eth/ipv4/udp/vxlan" in out and "malformed L3" in out
     if shutil.which("tcpdump"):
-        assert "ICMP6, neighbor solicitation, who has 2001:db8::2" in out
-        assert "VXLAN" in out and "vni 42" in out
+        dump = subprocess.run(["tcpdump", "-nn", "-r", str(path)], capture_output=True,
+                              text=True, timeout=30).stdout
+        assert "ICMP6, neighbor solicitation, who has 2001:db8::2" in dump
+        assert "VXLAN" in dump and "vni 42" in dump
 
 
 def test_command_line_entry_point(tmp_path):

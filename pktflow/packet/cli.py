@@ -1,15 +1,12 @@
-"""`pktflow decode FILE`: a table of decoded packets; `pktflow demo`: an end-to-end tour.
+"""`pktflow decode FILE`: a table of decoded packets.
 
-Both read packets through the object API (`Packet` views), so what they print is what
-user code sees. `demo` stands in until the tutorial runner registers its own `demo`.
+It reads packets through the object API (`Packet` views), so what it prints is what user
+code sees.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -32,7 +29,7 @@ BAD_MARKS = ((M.F_BAD_L2, "malformed L2"), (M.F_BAD_L3, "malformed L3"),
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `decode`, and `demo` unless an application module already provides one."""
+    """Add `decode`."""
     decode = subparsers.add_parser(
         "decode", help="print a table of the packets in a pcap or pcapng file",
         description="Decode a capture file (pcap or pcapng, Ethernet) with pktflow's parser "
@@ -41,10 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decode.add_argument("--count", "-c", type=int, default=0, metavar="N",
                         help="show at most N packets (default: all)")
     decode.set_defaults(func=run_decode)
-    if "demo" not in subparsers.choices:
-        demo = subparsers.add_parser(
-            "demo", help="build packets, write a pcap, read it back through a port, decode it")
-        demo.set_defaults(func=run_demo)
 
 
 def _console() -> Console:
@@ -188,90 +181,3 @@ def run_decode(args: argparse.Namespace) -> int:
             console.print(f"[red]error:[/red] {error}", highlight=False)
             return 1
     return 0
-
-
-def demo_frames() -> list[bytes]:
-    """One frame of each kind pktflow parses, plus a malformed one."""
-    from pktflow.packet.build import frame
-
-    eth = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
-    v4 = {"src": "111.2.0.1", "dst": "10.0.0.2"}
-    v6 = {"src": "2001:db8::1", "dst": "2001:db8::2"}
-    broken = bytearray(frame(eth=eth, ipv4=v4, tcp={}))
-    broken[14] = 0x43  # IHL 3: shorter than an IPv4 header
-    return [
-        frame(eth=eth, ipv4=v4, tcp={}, payload=b"pktgen defaults 1234 -> 5678"),
-        frame(eth=eth, ipv4=v4, udp={"src_port": 5353, "dst_port": 53}, payload=b"\0" * 12),
-        frame(eth=eth, ipv4=v4, icmp={"type": 8, "id": 7, "seq": 1}, payload=b"ping"),
-        frame(eth={"src": "02:00:00:00:00:01", "dst": "ff:ff:ff:ff:ff:ff"},
-              arp={"op": 1, "sha": "02:00:00:00:00:01", "spa": "10.0.0.1",
-                   "tpa": "10.0.0.2"}),
-        frame(eth=eth, ipv6=v6, udp={"dst_port": 4000}, payload=b"v6"),
-        frame(eth={"src": "02:00:00:00:00:01", "dst": "33:33:ff:00:00:02"},
-              ipv6={"src": "fe80::1", "dst": "ff02::1:ff00:2", "hop_limit": 255},
-              icmp6={"type": 135, "target": "2001:db8::2", "nd_opt_type": 1, "nd_opt_len": 1,
-                     "nd_lladdr": "02:00:00:00:00:01"}),
-        frame(eth=eth, vlan={"vid": 10}, ipv4=v4, udp={}),
-        frame(eth=eth, vlan={"vid": 100}, inner_vlan={"vid": 200}, ipv4=v4, tcp={"flags": 0x12}),
-        frame(eth=eth, mpls={"label": 16}, ipv4=v4, udp={}),
-        frame(eth=eth, ipv4={"src": "111.22.3.0", "dst": "3.22.111.0"}, gre={}),
-        frame(eth=eth, ipv4=v4, udp={"dst_port": 4789}, vxlan={"vni": 42}, payload=frame(
-            eth=eth, ipv4={"src": "192.168.1.2", "dst": "10.1.1.2"}, udp={})),
-        bytes(broken),
-    ]
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Build packets, send them over a memory wire into a pcap port that writes a file,
-    play the file back through another pcap port, decode it and ask tcpdump too."""
-    from pktflow.ports import PortTable  # a layer above packet: only the demo needs it
-
-    console = _console()
-    frames = demo_frames()
-    with tempfile.TemporaryDirectory(prefix="pktflow-demo-") as tmp:
-        path = Path(tmp) / "demo.pcap"
-        pool = Pool(1024, name="demo")
-        console.print(f"[bold]1.[/bold] built {len(frames)} frames; sending them "
-                      f"mem:demo (port 0) -> mem:demo (port 1) -> pcap:,{path.name} (port 2)")
-        table = PortTable.from_specs(["0=mem:demo", "1=mem:demo", f"2=pcap:,{path}"])
-        try:
-            for port in table:
-                port.open(pool)
-            batch = pool.alloc(len(frames))
-            for b, raw in zip(batch.idx[: batch.n], frames, strict=True):
-                pool.write(int(b), raw)
-            table[0].send(batch)
-            table[1].recv(batch, len(frames))
-            table[2].send(batch)
-        finally:
-            table.close()
-        console.print(f"   port 0 tx {table[0].stats.tx_packets}, port 1 rx "
-                      f"{table[1].stats.rx_packets}, port 2 wrote {table[2].stats.tx_packets} "
-                      f"packets ({path.stat().st_size} bytes)")
-        console.print(f"[bold]2.[/bold] reading {path.name} back through port pcap:{path.name}"
-                      " and decoding it")
-        table = PortTable.from_specs([f"0=pcap:{path}"])
-        port = table[0]
-        port.open(pool)
-        batch = Batch(pool, 64)
-        while port.recv(batch, 64 - batch.n):
-            pass
-        table.close()
-        parse_batch(pool.data, pool.meta, batch.idx, batch.n)
-        console.print(packet_table(packet_rows(batch, 1, int(pool.ts[batch.idx[0]]))))
-        same = batch.frames() == frames
-        console.print(f"   {batch.n} packets back, bytes identical to what was built: "
-                      f"{'[green]yes[/green]' if same else '[red]NO[/red]'}")
-        tcpdump = shutil.which("tcpdump")
-        if tcpdump:
-            console.print("[bold]3.[/bold] the same file in tcpdump -nn -r:")
-            out = subprocess.run([tcpdump, "-nn", "-r", str(path)], capture_output=True,
-                                 text=True, timeout=30)
-            for line in out.stdout.splitlines():
-                console.print(f"   {line}", highlight=False, markup=False)
-            if out.returncode:
-                console.print(f"[red]   tcpdump failed: {out.stderr.strip()}[/red]")
-                return 1
-        else:
-            console.print("[bold]3.[/bold] tcpdump is not installed; skipping its check")
-    return 0 if same else 1
