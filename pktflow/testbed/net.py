@@ -194,8 +194,9 @@ def numbered_frames(count: int, tag: int = 0, size: int = 128) -> list[bytes]:
     """Distinct test frames (local experimental ethertype 0x88b5, so no stack answers them)
     carrying a tag and a sequence number; lengths vary around `size`."""
     head = bytes.fromhex("0200000000aa0200000000bb88b5")
+    pattern = bytes(range(256)) * ((size + 512) // 256 + 1)
     return [head + bytes([tag]) + i.to_bytes(4, "big")
-            + bytes((i + j) & 255 for j in range(size - 19 + i % 7)) for i in range(count)]
+            + pattern[i & 255:(i & 255) + size - 19 + i % 7] for i in range(count)]
 
 
 def send_frames(port, frames: list[bytes], chunk: int = 256) -> int:
