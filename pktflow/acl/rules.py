@@ -427,7 +427,7 @@ def is_json(text: str) -> bool:
 def read_rules_file(path: str | Path) -> str:
     """A rules file's text; an unreadable file is a RuleError naming it."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")  # a leading BOM is no column
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise RuleError([RuleLineError(str(path), None, f"cannot read: {reason}")]) from None

@@ -216,3 +216,9 @@ def test_rules_print_back_in_table_form():
     rules = parse_l3_text("10.0.0.0/8 ANY tcp 1:2 80 Accept\nANY ::/0 ANY ANY ANY 9")
     assert str(rules[0]).split() == ["10.0.0.0/8", "ANY", "6", "1:2", "80", "Accept"]
     assert parse_l3_text(str(rules[1]))[0] == parse_l3_text("ANY ::/0 ANY ANY ANY 9")[0]
+
+
+def test_files_with_bom_and_crlf_line_ends(tmp_path):
+    path = tmp_path / "win.conf"
+    path.write_bytes(b"\xef\xbb\xbf111.2.0.0/31 ANY ANY ANY ANY 1\r\nANY ANY ANY ANY ANY 2\r\n")
+    assert [r.output for r in L3Rules.load(path).rules] == [1, 2]
