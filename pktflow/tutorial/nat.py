@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import itertools
 import json as jsonlib
 import os
@@ -42,6 +43,8 @@ DEFAULT_PACKETS = 20_000
 FRAME_BYTES = 1496  # Pktgen size 1500 counts the 4-byte FCS
 RING = 16384  # as many packets as the shared pool has buffers: a wire never overflows
 PROBE_WAIT_S = 2.0
+GRAPH = ("receive 0 -> translate out -> send 1 | receive 1 -> translate in -> send 0; "
+         "ARP/echo answered on both")
 
 _runs = itertools.count()
 
@@ -140,25 +143,31 @@ class NatResult:
         }
 
     def table(self) -> str:
-        """The result as the tutorial prints it."""
-        lines = [
-            "NAT: 11 clients 192.168.1.2-12:1234 -> 10.1.1.2 (port 0, private); "
-            "10.1.1.2 -> 10.1.1.1:1024 (port 1, public)",
-            f"{'port':<13}{'tx pkts':>10}{'tx bytes':>13}{'rx pkts':>10}{'rx bytes':>13}"
-            f"{'expected rx':>25}  result",
-        ]
+        """The result as plain text, laid out like the tutorial steps' tables."""
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for name in ("port", "side", "tx pkts", "tx bytes", "rx pkts", "rx bytes",
+                     "rx/tx other", "expected rx", "result"):
+            table.add_column(name, justify="left" if name in ("side", "result") else "right")
         for r in self.ports:
-            other = 1 - r.port
-            lines.append(
-                f"{f'{r.port} {r.side}':<13}{r.tx_packets:>10}{r.tx_bytes:>13}"
-                f"{r.rx_packets:>10}{r.rx_bytes:>13}"
-                f"{f'tx of port {other}: {r.expected_packets}':>25}  "
-                f"{'PASS' if r.ok else 'FAIL'}")
+            ratio = r.rx_packets / r.expected_packets if r.expected_packets else 0.0
+            table.add_row(str(r.port), r.side, str(r.tx_packets), str(r.tx_bytes),
+                          str(r.rx_packets), str(r.rx_bytes), f"{ratio:.4f}",
+                          f"tx of port {1 - r.port}: {r.expected_packets}",
+                          "PASS" if r.ok else "FAIL")
+        console = Console(file=io.StringIO(), width=120, color_system=None)
+        console.print(table)
+        lines = [
+            f"nat: {GRAPH}  {'PASS' if self.passed else 'FAIL'} ({self.seconds:.1f} s)",
+            *(line.rstrip() for line in console.file.getvalue().rstrip("\n").splitlines()),
+        ]
         for c in self.checks:
-            detail = f" ({c.detail})" if c.detail else ""
-            lines.append(f"{c.name}{detail}: {'PASS' if c.ok else 'FAIL'}")
-        lines.append(f"NAT scenario: {'PASS' if self.passed else 'FAIL'} "
-                     f"({self.seconds:.1f} s)")
+            detail = f": {c.detail}" if c.detail else ""
+            lines.append(f"  {'PASS' if c.ok else 'FAIL'}  {c.name}{detail}")
+        lines.append(f"NAT scenario: {'PASS' if self.passed else 'FAIL'}")
         return "\n".join(lines)
 
 

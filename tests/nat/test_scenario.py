@@ -22,7 +22,11 @@ def test_scenario_same_traffic_back_on_both_ports():
     assert nat["outbound"]["arp-replies"] == nat["inbound"]["arp-replies"] == 1
     assert nat["outbound"]["echo-replies"] == nat["inbound"]["echo-replies"] == 1
     text = lines[0]
-    assert "0 private" in text and "1 public" in text and "FAIL" not in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:2] in (
+        ["0", "private"], ["1", "public"])]
+    assert [row[2:6] + row[-1:] for row in rows] == [["3000", "4488000", "3000", "4488000",
+                                                      "PASS"]] * 2
+    assert "FAIL" not in text
     assert text.rstrip().splitlines()[-1].startswith("NAT scenario: PASS")
 
 
