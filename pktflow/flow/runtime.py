@@ -19,12 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from pktflow.flow.batchops import copy_packets, partition_verdicts, split_batch, stamp
+from pktflow.flow.batchops import (
+    copy_packets,
+    parse_received,
+    partition_verdicts,
+    split_batch,
+    stamp,
+)
 from pktflow.flow.compiler import VERDICT_ERROR, copy_context
 from pktflow.flow.config import FlowConfig
 from pktflow.flow.graph import GENERATORS, Node, SegmentPlan
 from pktflow.flow.ring import Ring
-from pktflow.packet.parse import parse_batch
 from pktflow.packet.pool import Batch, Pool
 from pktflow.ports.base import Port
 
@@ -340,6 +345,8 @@ class SegmentRun:
         return ns / 1e9
 
     def step(self) -> int:
+        """Poll the source once and run what it gave through the segment; returns the
+        number of packets (the worker loop does the same, inlined)."""
         batch = self.batch
         batch.n = 0
         self.busy = True
@@ -360,17 +367,28 @@ class SegmentRun:
         except OSError as e:
             log.warning("worker %s: cannot pin to cores %s: %s", self._thread.name, cores, e)
         sleep = IDLE_SLEEP_MIN
-        stop = self._stop
-        step = self.step
-        while not stop.is_set():
-            t0 = time.perf_counter_ns()
+        stopping = self._stop.is_set
+        clock = time.perf_counter_ns
+        # Everything the loop touches per batch is a local: it runs millions of times.
+        batch = self.batch
+        idx = batch.idx
+        poll = self.source.poll
+        process = self.root.process
+        while not stopping():
+            t0 = clock()
+            batch.n = 0
+            self.busy = True
             try:
-                n = step()
+                n = poll(batch)
+                if n:
+                    self.packets += n
+                    process(idx, n)
             except Exception:  # a bug below must not silently kill the worker
                 log.exception("worker %s: batch failed", self._thread.name)
                 n = 0
+            self.busy = False
             if n:
-                self._busy_ns += time.perf_counter_ns() - t0
+                self._busy_ns += clock() - t0
                 sleep = IDLE_SLEEP_MIN
             else:
                 time.sleep(sleep)
@@ -423,13 +441,19 @@ class KernelRun(NodeRun):
         self.drop_slot = drop_slot  # handler_drop's "false" bucket, -1 if none
         self.verdict = np.zeros(rt.capacity, dtype=np.int32)
         self.buckets = np.empty((nslots + 2, rt.capacity), dtype=np.int32)
+        self.bucket_rows = list(self.buckets)  # row views made once, not per batch
         self.counts = np.zeros(nslots + 2, dtype=np.int64)
         self.errors = rt.errors[node.id]
+        self.pool = rt.pool
+        # Handlers and generators give verdict 0 to every packet that did not raise: when
+        # none raised, the batch goes on as it is, without sorting it by verdict.
+        self.passthrough = vmap == [0] and drop_slot < 0 and len(children) == 1
 
     def run_kernel(self, idx: np.ndarray, n: int) -> int:
+        """The user kernel over `idx[:n]`; returns its error count (verdicts in place)."""
         try:
-            return self.kernel.run(self.rt.pool, idx, n, self.verdict, self.ctx)
-        except Exception as exc:  # a compiled kernel raises for the whole batch
+            return self.kernel.run(self.pool, idx, n, self.verdict, self.ctx)
+        except Exception as exc:  # escaped the kernel's own per-packet handling
             self.verdict[:n] = VERDICT_ERROR
             text = f"{type(exc).__name__}: {exc}\n{self.kernel.last_error()}"
             self.errors.report(n, lambda: text)
@@ -439,28 +463,34 @@ class KernelRun(NodeRun):
         c = self.c
         c.inp += n
         errors = self.run_kernel(idx, n)
+        if errors == 0 and self.passthrough:
+            c.out += n
+            self.children[0].process(idx, n)
+            return
         if errors > 0:
             self.errors.report(errors, self.kernel.last_error)
         self.dispatch(idx, n)
 
     def dispatch(self, idx: np.ndarray, n: int) -> None:
-        counts, buckets = self.counts, self.buckets
-        split_batch(idx, n, self.verdict, self.vmap, buckets, counts)
-        nb = len(counts)
+        counts = self.counts
+        rows = self.bucket_rows
+        split_batch(idx, n, self.verdict, self.vmap, self.buckets, counts)
+        sizes = counts.tolist()
+        nb = len(sizes)
         passed = 0
         for s in range(nb - 2):
-            k = int(counts[s])
+            k = sizes[s]
             if k:
                 if s == self.drop_slot:
-                    self.discard(buckets[s], k, "handler-drop")
+                    self.discard(rows[s], k, "handler-drop")
                 else:
                     passed += k
-                    self.children[s].process(buckets[s], k)
+                    self.children[s].process(rows[s], k)
         self.c.out += passed
-        if counts[nb - 2]:
-            self.discard(buckets[nb - 2], int(counts[nb - 2]), "handler-error")
-        if counts[nb - 1]:
-            self.discard(buckets[nb - 1], int(counts[nb - 1]), "splitter-range")
+        if sizes[nb - 2]:
+            self.discard(rows[nb - 2], sizes[nb - 2], "handler-error")
+        if sizes[nb - 1]:
+            self.discard(rows[nb - 1], sizes[nb - 1], "splitter-range")
 
 
 class GeneratorRun(KernelRun, Source):
@@ -493,9 +523,13 @@ class GeneratorRun(KernelRun, Source):
         errors = self.run_kernel(idx, n)
         if errors > 0:
             self.errors.report(errors, self.kernel.last_error)
-        pool = self.rt.pool
-        parse_batch(pool.data, pool.meta, idx, n)
+        pool = self.pool
+        parse_received(pool.data, pool.meta, idx, n)
         stamp(pool.ts, idx, n, time.time_ns())
+        if errors == 0 and self.passthrough:
+            self.c.out += n
+            self.children[0].process(idx, n)
+            return
         self.dispatch(idx, n)
 
 
@@ -507,13 +541,15 @@ class PortReceiveRun(NodeRun, Source):
         self.port: Port = node.params["port"]
         self.lock = rt.locks(self.port)[0]
         self.children = children
+        self.recv = self.port.recv
+        self.data = rt.pool.data
+        self.meta = rt.pool.meta
 
     def poll(self, batch: Batch) -> int:
         with self.lock:
-            n = self.port.recv(batch, batch.capacity)
+            n = self.recv(batch, len(batch.idx))
         if n:
-            pool = self.rt.pool
-            parse_batch(pool.data, pool.meta, batch.idx, n)
+            parse_received(self.data, self.meta, batch.idx, n)
             c = self.c
             c.inp += n
             c.entered += n
@@ -602,13 +638,14 @@ class PortSendRun(NodeRun):
         self.port: Port = node.params["port"]
         self.lock = rt.locks(self.port)[1]
         self.batch = Batch(rt.pool, 1)
+        self.send = self.port.send
 
     def process(self, idx: np.ndarray, n: int) -> None:
         batch = self.batch
         batch.idx = idx
         batch.n = n
         with self.lock:
-            sent = self.port.send(batch)
+            sent = self.send(batch)
         c = self.c
         c.inp += n
         c.out += sent
@@ -664,7 +701,7 @@ def warm_up() -> None:
     ts = np.zeros(1, dtype=np.int64)
     copy_packets(data, meta, ts, idx, idx, 0)
     stamp(ts, idx, 0, 0)
-    parse_batch(data, meta, idx, 0)
+    parse_received(data, meta, idx, 0)
     Ring(1, "warm-up").push(idx, 0, 0)
 
 

@@ -6,6 +6,11 @@ share a pool, sending moves indices only; across pools the frames are copied int
 receiver's pool in one compiled call per batch. A full ring drops the overflow, counts it
 in the sender's `tx_dropped` and frees the buffers, as a real queue would.
 
+The ring is single-producer single-consumer and takes no lock per batch: only the peer's
+send() moves `head` and only this port's recv() moves `tail`, each after its compiled call
+has copied the indices, and Python's GIL orders those plain integer stores. So, as for
+every driver, send() and recv() may each be called from one thread at a time.
+
 Spec: `mem:NAME[,ring=N][,mac=02:00:00:00:00:01]`. `ring` sizes this port's receive ring
 (default 2048 packets); `mac` overrides the address derived from NAME and the side.
 """
@@ -93,15 +98,12 @@ class _Ring:
 
     def __init__(self, size: int) -> None:
         self.slots = np.empty(size, dtype=np.int32)
-        self.head = 0  # packets ever pushed
-        self.tail = 0  # packets ever popped
-        self.lock = threading.Lock()
+        self.size = size
+        self.head = 0  # packets ever pushed; written by the sending port only
+        self.tail = 0  # packets ever popped; written by the receiving port only
+        self.lock = threading.Lock()  # open() and close() only, never per batch
         self.pool: Pool | None = None  # set when the owning port is opened
         self.closed = False
-
-    @property
-    def size(self) -> int:
-        return len(self.slots)
 
     def __len__(self) -> int:
         return self.head - self.tail
@@ -228,27 +230,30 @@ class MemoryPort(Port):
         n = batch.n
         if n == 0:
             return 0
-        peer = self.peer
+        wire = self._wire
+        peer = None if wire is None else wire.ends[1 - self.side]
         ring = None if peer is None else peer._ring
-        if ring is None or ring.pool is None:
+        pool = None if ring is None else ring.pool
+        if pool is None or ring.closed:
             self._drop(batch, 0)  # a cable to nowhere
             return 0
-        if batch.pool is not ring.pool:
-            batch = self._copy_to(batch, ring.pool)
+        if batch.pool is not pool:
+            batch = self._copy_to(batch, pool)
             n = batch.n
             if n == 0:
                 return 0
-        with ring.lock:
-            if ring.closed:
-                take = 0
-            else:
-                take = min(n, ring.size - len(ring))
-                nbytes = _ring_push(ring.slots, ring.head, batch.pool.meta, batch.idx, take)
-                ring.head += take
-        if take:
-            self.stats.tx_packets += take
-            self.stats.tx_bytes += int(nbytes)
-        self._drop(batch, take)
+        head = ring.head
+        take = min(n, ring.size - (head - ring.tail))
+        if take > 0:
+            nbytes = _ring_push(ring.slots, head, pool.meta, batch.idx, take)
+            ring.head = head + take  # publish only after the indices are in the slots
+            stats = self.stats
+            stats.tx_packets += take
+            stats.tx_bytes += nbytes
+        else:
+            take = 0
+        if take < n:
+            self._drop(batch, take)
         batch.n = 0
         return take
 
@@ -279,21 +284,25 @@ class MemoryPort(Port):
 
     def recv(self, batch: Batch, max_n: int) -> int:
         ring = self._ring
-        room = min(max_n, batch.capacity - batch.n)
-        if room <= 0 or ring.head == ring.tail:
+        tail = ring.tail
+        waiting = ring.head - tail
+        if waiting <= 0:
+            return 0
+        at = batch.n
+        take = min(max_n, len(batch.idx) - at, waiting)
+        if take <= 0:
             return 0
         pool = ring.pool
-        if pool is None or batch.pool is not pool:
+        if batch.pool is not pool:
             raise PortError(f"port {self.id} ({self.name}): recv into a batch of pool "
                             f'"{batch.pool.name}" but the port was opened on another pool')
-        with ring.lock:
-            take = min(room, len(ring))
-            nbytes = _ring_pop(ring.slots, ring.tail, take, batch.idx, batch.n, pool.meta,
-                               pool.ts, self.id, time.time_ns())
-            ring.tail += take
-        batch.n += take
-        self.stats.rx_packets += take
-        self.stats.rx_bytes += int(nbytes)
+        nbytes = _ring_pop(ring.slots, tail, take, batch.idx, at, pool.meta, pool.ts, self.id,
+                           time.time_ns())
+        ring.tail = tail + take  # frees the slots for the sender only after the copy
+        batch.n = at + take
+        stats = self.stats
+        stats.rx_packets += take
+        stats.rx_bytes += nbytes
         return take
 
     def close(self) -> None:
@@ -308,6 +317,8 @@ class MemoryPort(Port):
                 del _wires[wire.name]
         self._wire = None
         ring = self._ring
+        # The graph's workers have stopped by now (close must not race recv on this port);
+        # a peer that sends after this sees `closed` and counts its packets as dropped.
         with ring.lock:
             ring.closed = True
             left = len(ring)
