@@ -30,7 +30,7 @@ from pktflow.acl import L2Rule, L2Rules, L3Rule, L3Rules, l3_classify_batch
 from pktflow.packet import Packet, Pool
 from pktflow.packet.addr import CIDR
 
-DATA = Path(__file__).resolve().parents[2] / "pktflow" / "acl" / "data"
+DATA = Path(__file__).resolve().parents[2] / "examples" / "tutorial"  # the tutorial's rules
 SOURCES = [0x6F020000 + i for i in range(4)]  # 111.2.0.0 .. 111.2.0.3
 
 

@@ -18,7 +18,7 @@ from pktflow.acl import (
 )
 from pktflow.packet.addr import parse_cidr, parse_mac
 
-DATA = Path(__file__).resolve().parents[2] / "pktflow" / "acl" / "data"
+DATA = Path(__file__).resolve().parents[2] / "examples" / "tutorial"  # the tutorial's rules
 
 
 def test_tutorial_rules_files_parse_to_their_tables():
