@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := dpdk-dev netsniff-ng mininet bridge-utils iputils-ping tcpdum
 export PKTFLOW_CACHE_DIR ?= $(CURDIR)/.venv/cache
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/cache/numba
 
-.PHONY: setup demo test bench lint debian clean
+.PHONY: setup demo test bench lint debian clean clean-cache
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench: $(STAMP) debian
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+clean-cache:
+	rm -rf $(PKTFLOW_CACHE_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -15,13 +15,12 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from pktflow.cache import cache_root
+
 
 def cache_dir() -> Path:
-    """Where generated modules and Numba's cache live ($PKTFLOW_CACHE_DIR to move it)."""
-    base = os.environ.get("PKTFLOW_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pktflow"
-    )
-    path = Path(base) / "gen"
+    """Where generated modules live ($PKTFLOW_CACHE_DIR/gen to move it)."""
+    path = cache_root() / "gen"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
