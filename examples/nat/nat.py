@@ -17,7 +17,8 @@ private side:
   hop ("dst_mac") as destination; checksums are fixed incrementally (RFC 1624).
 
 The translation runs compiled (Numba): the two splitter functions below use only the
-packet API and NumPy arrays of the context (`NatState`), which both directions share.
+packet API and NumPy arrays of the context (`NatState`), which both directions share;
+the endpoint table they call (nat_table.py) is plain Numba code.
 One thread per direction writes its part of the state: the outbound node alone allocates
 and frees mappings, so neither node is cloned. A mapping is one 64-bit word per public
 port, written in one store, so the inbound node never sees half a mapping. Time comes
@@ -32,10 +33,13 @@ Run it on any ports (see docs/nat.md):
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import json
+import sys
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,6 +52,23 @@ from pktflow.packet.addr import AddressError, parse_mac
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "nat.json"
+
+
+def _load_table() -> types.ModuleType:
+    """nat_table.py beside this file, under a fixed module name (its compiled functions
+    are called from generated kernels, which import it by that name)."""
+    name = "pktflow_example_nat_table"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, HERE / "nat_table.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+table = _load_table()
 
 # Splitter outputs.
 DROP, FORWARD, REPLY = 0, 1, 2
@@ -65,12 +86,8 @@ PROTO_NAMES = ("tcp", "udp", "icmp")
 # Slots of NatState.conf.
 (C_PRIV_ADDR, C_PRIV_MASK, C_PUB_ADDR, C_PRIV_MAC, C_PUB_MAC, C_PRIV_HOP, C_PUB_HOP,
  C_TIMEOUT_MS, N_CONF) = range(9)
-PORT_FIRST, PORT_LAST = 1024, 65535
-# A public port map word: VALID | STATIC | private address << 16 | private port.
-VALID = 1 << 62
-STATIC = 1 << 61
-HASH_SLOTS = 1 << 19  # private endpoint -> public port; 3 x 64512 mappings fit at 0.37 load
-HASH_MASK = HASH_SLOTS - 1
+PORT_FIRST, PORT_LAST = table.PORT_FIRST, table.PORT_LAST
+VALID, STATIC = table.VALID, table.STATIC  # bits of a public port map word
 CLOCK_TICK_S = 0.01
 
 
@@ -249,103 +266,6 @@ def load_config(path: str | Path) -> NatConfig:
 # compiles them (helpers included); interpreted, they run as they are, with the same result.
 
 
-def endpoint_key(proto_i, addr, port):
-    """The hash key of a private endpoint (never 0, the empty mark)."""
-    return ((proto_i + 1) << 48) | (addr << 16) | port
-
-
-def home_slot(key):
-    """Where `key` starts probing; products stay below 2**63 in every arithmetic."""
-    h = ((key >> 16) & 0xFFFFFFFF) * 40503 + (key & 0xFFFF) * 2654435761 + (key >> 48) * 97
-    h = h ^ (h >> 17)
-    h = h ^ (h >> 31)
-    return h & HASH_MASK
-
-
-def hash_find(keys, key):
-    """The slot holding `key`, or -1 (linear probing, no tombstones)."""
-    i = home_slot(key)
-    while keys[i] != 0:
-        if keys[i] == key:
-            return i
-        i = (i + 1) & HASH_MASK
-    return -1
-
-
-def hash_insert(keys, values, key, value):
-    i = home_slot(key)
-    while keys[i] != 0 and keys[i] != key:
-        i = (i + 1) & HASH_MASK
-    values[i] = value
-    keys[i] = key
-
-
-def hash_remove(keys, values, slot):
-    """Empty `slot`, moving later entries of its probe run back so lookups still find them
-    (Knuth's algorithm R for linear probing)."""
-    hole = slot
-    j = slot
-    while True:
-        j = (j + 1) & HASH_MASK
-        if keys[j] == 0:
-            break
-        home = home_slot(keys[j])
-        # The entry at j may fill the hole unless its home lies cyclically in (hole, j].
-        if (j > hole and (home <= hole or home > j)) or (j < hole and home <= hole
-                                                          and home > j):
-            keys[hole] = keys[j]
-            values[hole] = values[j]
-            hole = j
-    keys[hole] = 0
-    values[hole] = 0
-
-
-def expired(ctx, proto_i, port, now):
-    word = ctx.pub_map[proto_i, port]
-    if word & STATIC:
-        return False
-    return now - ctx.last_used[proto_i, port] > ctx.conf[C_TIMEOUT_MS]
-
-
-def allocate_port(ctx, proto_i, now):
-    """The next free (or idle-expired) public port from the cursor upward, -1 if none.
-    An expired mapping taken over loses its private-side entry."""
-    port = ctx.cursor[proto_i]
-    for _ in range(PORT_LAST - PORT_FIRST + 1):
-        if port > PORT_LAST or port < PORT_FIRST:
-            port = PORT_FIRST
-        word = ctx.pub_map[proto_i, port]
-        if word == 0 or expired(ctx, proto_i, port, now):
-            if word != 0:
-                old = endpoint_key(proto_i, (word >> 16) & 0xFFFFFFFF, word & 0xFFFF)
-                slot = hash_find(ctx.keys, old)
-                if slot >= 0:
-                    hash_remove(ctx.keys, ctx.values, slot)
-            ctx.cursor[proto_i] = port + 1
-            return port
-        port += 1
-    return -1
-
-
-def public_port_for(ctx, proto_i, addr, port, now):
-    """The public port of a private endpoint, allocating one for a new endpoint; -1 when
-    every port is taken."""
-    key = endpoint_key(proto_i, addr, port)
-    slot = hash_find(ctx.keys, key)
-    if slot >= 0:
-        public = ctx.values[slot]
-        ctx.last_used[proto_i, public] = now
-        return public
-    public = allocate_port(ctx, proto_i, now)
-    if public < 0:
-        return -1
-    ctx.last_used[proto_i, public] = now
-    # One 64-bit store publishes the mapping to the inbound thread.
-    ctx.pub_map[proto_i, public] = VALID | (addr << 16) | port
-    hash_insert(ctx.keys, ctx.values, key, public)
-    return public
-
-
 def count(ctx, direction, what, verdict):
     ctx.counters[direction, what] += 1
     return verdict
@@ -420,7 +340,8 @@ def private_to_public(pkt, ctx):
         port = pkt.icmp.id
     else:
         return count(ctx, OUTBOUND, N_UNSUPPORTED, DROP)
-    public = public_port_for(ctx, proto_i, src, port, ctx.clock[0])
+    public = table.public_port_for(ctx, proto_i, src, port, ctx.clock[0],
+                                   conf[C_TIMEOUT_MS])
     if public < 0:
         return count(ctx, OUTBOUND, N_NO_PORT, DROP)
     ip.rewrite_src(conf[C_PUB_ADDR])
@@ -522,8 +443,8 @@ class Nat:
             clock=np.zeros(1, dtype=np.int64),
             pub_map=np.zeros((3, 65536), dtype=np.int64),
             last_used=np.zeros((3, 65536), dtype=np.int64),
-            keys=np.zeros(HASH_SLOTS, dtype=np.int64),
-            values=np.zeros(HASH_SLOTS, dtype=np.int64),
+            keys=np.zeros(table.HASH_SLOTS, dtype=np.int64),
+            values=np.zeros(table.HASH_SLOTS, dtype=np.int64),
             cursor=np.full(3, PORT_FIRST, dtype=np.int64),
             counters=np.zeros((2, N_COUNTERS), dtype=np.int64),
         )
@@ -531,8 +452,8 @@ class Nat:
         for fw in cfg.forwards:
             proto_i = PROTO_NAMES.index(fw.proto)
             self.state.pub_map[proto_i, fw.port] = VALID | STATIC | (fw.address << 16) | fw.to_port
-            hash_insert(self.state.keys, self.state.values,
-                        endpoint_key(proto_i, fw.address, fw.to_port), fw.port)
+            table.hash_insert(self.state.keys, self.state.values,
+                              table.endpoint_key(proto_i, fw.address, fw.to_port), fw.port)
 
     @staticmethod
     def _now_ms() -> int:
@@ -586,8 +507,9 @@ class Nat:
 
     def public_port(self, proto: str, address: str, port: int) -> int | None:
         """The public port mapped to a private endpoint, None if there is none."""
-        key = endpoint_key(PROTO_NAMES.index(proto), int(ipaddress.IPv4Address(address)), port)
-        slot = hash_find(self.state.keys, key)
+        key = table.endpoint_key(PROTO_NAMES.index(proto), int(ipaddress.IPv4Address(address)),
+                                 port)
+        slot = table.hash_find(self.state.keys, key)
         return None if slot < 0 else int(self.state.values[slot])
 
 

@@ -78,35 +78,35 @@ def _clustered_keys(count: int, window: range) -> list[int]:
         h = ((keys >> 16) & 0xFFFFFFFF) * 40503 + (keys & 0xFFFF) * 2654435761 + (keys >> 48) * 97
         h ^= h >> 17
         h ^= h >> 31
-        slots = h & nat_mod.HASH_MASK
-        hit = np.isin(slots, np.array(window) & nat_mod.HASH_MASK)
+        slots = h & nat_mod.table.HASH_MASK
+        hit = np.isin(slots, np.array(window) & nat_mod.table.HASH_MASK)
         found.extend(int(k) for k in keys[hit])
         if len(found) >= count:
             return found[:count]
     raise AssertionError("no keys found")
 
 
-CLUSTER = _clustered_keys(24, range(nat_mod.HASH_SLOTS - 3, nat_mod.HASH_SLOTS + 3))
+CLUSTER = _clustered_keys(24, range(nat_mod.table.HASH_SLOTS - 3, nat_mod.table.HASH_SLOTS + 3))
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from(CLUSTER)), max_size=80))
 def test_hash_table_against_a_dict(ops):
-    keys = np.zeros(nat_mod.HASH_SLOTS, dtype=np.int64)
-    values = np.zeros(nat_mod.HASH_SLOTS, dtype=np.int64)
+    keys = np.zeros(nat_mod.table.HASH_SLOTS, dtype=np.int64)
+    values = np.zeros(nat_mod.table.HASH_SLOTS, dtype=np.int64)
     ref: dict[int, int] = {}
     for n, (insert, key) in enumerate(ops):
         if insert:
-            nat_mod.hash_insert(keys, values, key, n)
+            nat_mod.table.hash_insert(keys, values, key, n)
             ref[key] = n
         else:
-            slot = nat_mod.hash_find(keys, key)
+            slot = nat_mod.table.hash_find(keys, key)
             assert (slot >= 0) == (key in ref)
             if slot >= 0:
-                nat_mod.hash_remove(keys, values, slot)
+                nat_mod.table.hash_remove(keys, values, slot)
                 del ref[key]
         for k in CLUSTER:  # every key still findable, none resurrected
-            slot = nat_mod.hash_find(keys, k)
+            slot = nat_mod.table.hash_find(keys, k)
             assert (int(values[slot]) if slot >= 0 else None) == ref.get(k)
     assert np.count_nonzero(keys) == len(ref)
 
