@@ -107,11 +107,11 @@ def part_rates() -> tuple[float, float]:
         batch = pool.alloc(n)
         cur = t.fields[:, 0].copy()
         cum = np.zeros(n, dtype=np.int64)
-        data64 = words_view(pool.data)
+        words = words_view(pool.data)
 
         def synth() -> None:
-            synth_batch(pool.data, data64, pool.meta, batch.idx, n, t.frame, t.frame64,
-                        t.layout, t.payload_sums, t.fields, t.stepping, t.offsets, cur, cum)
+            synth_batch(pool.data, words, pool.meta, batch.idx, n, t.frame, t.frame64,
+                        t.layout, t.payload_sums, t.fields, t.offsets, cur, cum)
 
         kernel_pps = _timed_rounds(synth, n)
         pool.free(batch)

@@ -163,8 +163,7 @@ class Template:
     layout: np.ndarray  # int64 [LAY_NCOLS]
     payload_sums: np.ndarray  # int64, sums[k] = 16-bit word sum of the first k payload bytes
     fields: np.ndarray  # int64 [9, 4]: start, min, max, inc
-    stepping: np.ndarray  # int64 rows of `fields` the kernel steps (the size last, if it does)
-    offsets: np.ndarray  # int64 [9]: each field's offset in the frame (-1: not in it)
+    offsets: np.ndarray  # int64 [9]: where the kernel writes each stepping field, else -1
     version: int
 
     @property
@@ -256,18 +255,19 @@ def build_template(cfg: PortConfig) -> Template:
     frame[payload_at:] = payload
 
     ports = proto in (M.IPPROTO_TCP, M.IPPROTO_UDP)
-    offsets = np.full(len(RANGE_FIELDS), -1, dtype=np.int64)
-    offsets[F_DST_MAC], offsets[F_SRC_MAC] = 0, 6
-    offsets[F_TTL] = l3 + (7 if cfg.ipv6 else 8)
+    position = {F_DST_MAC: 0, F_SRC_MAC: 6, F_TTL: l3 + (7 if cfg.ipv6 else 8)}
     if cfg.vlan:
-        offsets[F_VLAN] = 14
+        position[F_VLAN] = 14
     if not cfg.ipv6:  # address ranges are IPv4 only
-        offsets[F_SRC_IP], offsets[F_DST_IP] = l3 + 12, l3 + 16
+        position[F_SRC_IP], position[F_DST_IP] = l3 + 12, l3 + 16
     if ports:
-        offsets[F_SRC_PORT], offsets[F_DST_PORT] = l4, l4 + 2
+        position[F_SRC_PORT], position[F_DST_PORT] = l4, l4 + 2
     widths = {F_DST_MAC: 6, F_SRC_MAC: 6, F_SRC_IP: 4, F_DST_IP: 4, F_SRC_PORT: 2,
               F_DST_PORT: 2, F_TTL: 1, F_VLAN: 2}
-    stepping = [f for f in widths if fields[f, 3] != 0 and offsets[f] >= 0]
+    stepping = [f for f in position if fields[f, 3] != 0]
+    offsets = np.full(len(RANGE_FIELDS), -1, dtype=np.int64)
+    for f in stepping:
+        offsets[f] = position[f]
     size_steps = fields[F_SIZE, 3] != 0
     length_at = [l3 + 4] if cfg.ipv6 else [l3 + 2]
     if proto == M.IPPROTO_UDP:
@@ -280,7 +280,7 @@ def build_template(cfg: PortConfig) -> Template:
                                          dtype=np.uint8)
     zeroed = frame[:payload_at].copy()
     for f in stepping:
-        zeroed[offsets[f]:offsets[f] + widths[f]] = 0
+        zeroed[position[f]:position[f] + widths[f]] = 0
     if size_steps:
         for at in length_at:
             zeroed[at:at + 2] = 0
@@ -310,19 +310,17 @@ def build_template(cfg: PortConfig) -> Template:
 
     padded = np.zeros((max_frame + 7) // 8 * 8, dtype=np.uint8)
     padded[:max_frame] = frame
-    if size_steps:
-        stepping.append(F_SIZE)  # last: the kernel reads the frame length from there
-    return Template(frame, padded.view(np.uint64), layout, psums, fields,
-                    np.array(stepping, dtype=np.int64), offsets, cfg.version)
+    return Template(frame, padded.view(np.uint64), layout, psums, fields, offsets, cfg.version)
 
 
 def words_view(data: np.ndarray) -> np.ndarray:
-    """`data` (a pool's uint8 rows) seen as uint64 words when its rows allow, for the
-    synthesis kernel's word copies; a 1-column dummy otherwise (the kernel then copies
-    bytes)."""
-    if data.shape[1] % 8 == 0 and data.flags.c_contiguous:
-        return data.view(np.uint64)
-    return np.zeros((1, 1), dtype=np.uint64)
+    """`data` (a pool's uint8 rows, C-contiguous as `Pool` makes them) seen as one flat
+    run of uint64 words, for the synthesis kernel's word copies."""
+    if not data.flags.c_contiguous:
+        raise ValueError("the generator writes into a pool's data in place: it must be "
+                         "C-contiguous")
+    flat = data.reshape(-1)
+    return flat[:flat.size // 8 * 8].view(np.uint64)
 
 
 def format_mac(value: int) -> str:

@@ -95,7 +95,7 @@ class PortWorker:
         self._chunk_size = 0
         self._rx_batch = Batch(pool, RX_BURST)
         self._cum = np.zeros(TX_ROUND, dtype=np.int64)
-        self._data64 = words_view(pool.data)
+        self._words = words_view(pool.data)
         self._template: Template | None = None
         self._cur = np.zeros(0, dtype=np.int64)
         self._reader: PcapReader | None = None
@@ -361,9 +361,9 @@ class PortWorker:
         else:
             got = pool.alloc_into(batch, want)
             if got:
-                synth_batch(pool.data, self._data64, pool.meta, batch.idx, got, t.frame,
-                            t.frame64, t.layout, t.payload_sums, t.fields, t.stepping,
-                            t.offsets, self._cur, self._cum)
+                synth_batch(pool.data, self._words, pool.meta, batch.idx, got, t.frame,
+                            t.frame64, t.layout, t.payload_sums, t.fields, t.offsets,
+                            self._cur, self._cum)
         if got == 0:
             self._no_buffer()
             return IDLE_MIN_S
@@ -494,8 +494,7 @@ def warm_up() -> None:
     t = build_template(cfg)
     cum = np.zeros(1, dtype=np.int64)
     synth_batch(pool.data, words_view(pool.data), pool.meta, batch.idx, 1, t.frame, t.frame64,
-                t.layout, t.payload_sums, t.fields, t.stepping, t.offsets,
-                t.fields[:, 0].copy(), cum)
+                t.layout, t.payload_sums, t.fields, t.offsets, t.fields[:, 0].copy(), cum)
     rx_account(pool.data, pool.meta, batch.idx, 1, new_rx_accumulator())
     _warm = True
 
