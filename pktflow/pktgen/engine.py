@@ -61,6 +61,7 @@ IDLE_MAX_S = 1e-3
 BUCKET_DEPTH_S = 0.02  # credit a sender may bank across a late wake-up (keeps the average)
 SAMPLE_PERIOD_S = 1.0
 STALL_LOG_PERIOD_S = 5.0  # at most one "no free buffer" log line per port this often
+RX_RETRY_S = 0.1  # after a receive error, wait this long before receiving again
 FRAME_OVERHEAD = FCS_LEN + WIRE_OVERHEAD  # bytes on the wire beyond the frame itself
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ class PortWorker:
         self._stall_since: float | None = None  # when the pool last ran dry under us
         self._stall_logged = -STALL_LOG_PERIOD_S
         self._rx_error_logged = -STALL_LOG_PERIOD_S
+        self._rx_resume_at = 0.0  # receiving waits until then after an error
         self.error: str | None = None  # last transmit problem, shown on the page
         self.reset_counters()
         self._thread = threading.Thread(target=self._run, name=f"pktgen-port{port.id}",
@@ -243,12 +245,12 @@ class PortWorker:
                     wait = self._transmit()
                 except Exception as e:  # noqa: BLE001 - the thread must outlive any failure
                     self._tx_failed(e)
-            try:
-                got = self._receive()
-            except Exception as e:  # noqa: BLE001
-                got = 0
-                self._rx_failed(e)
-                wait = IDLE_MAX_S  # do not spin on a failing port
+            got = 0
+            if time.monotonic() >= self._rx_resume_at:
+                try:
+                    got = self._receive()
+                except Exception as e:  # noqa: BLE001
+                    self._rx_failed(e)
             if got or wait == 0.0:
                 idle = IDLE_MIN_S
                 continue
@@ -278,6 +280,7 @@ class PortWorker:
             self.pool.free(batch)
         self.error = f"receive failed: {type(e).__name__}: {e}"
         now = time.monotonic()
+        self._rx_resume_at = now + RX_RETRY_S  # do not spin on a failing port
         if now - self._rx_error_logged >= STALL_LOG_PERIOD_S:
             self._rx_error_logged = now
             log.error("port %d: %s", self.port.id, self.error, exc_info=e)

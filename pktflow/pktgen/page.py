@@ -67,6 +67,8 @@ def main_page(gen: Pktgen) -> str:
         row("      Rx:Tx MBs", lambda s, c: f"{_n(s['rx_bytes'] / 1e6)}:{_n(s['tx_bytes'] / 1e6)}"),
         row("Errors Rx/Tx", lambda s, c: f"{_n(s['rx_errors'])}/{_n(s['tx_errors'])}"),
         row("Dropped Rx/Tx", lambda s, c: f"{_n(s['rx_dropped'])}/{_n(s['tx_dropped'])}"),
+        row("Tx Stalls: no buffer", lambda s, c: f"{_n(s['tx_stalls'])} / "
+            f"{s['tx_stall_s']:.1f}s"),
         row("Broadcast", lambda s, c: _n(s["rx_broadcast"])),
         row("Multicast", lambda s, c: _n(s["rx_multicast"])),
     ]
@@ -90,9 +92,10 @@ def main_page(gen: Pktgen) -> str:
         row("    Source", lambda s, c: format_mac(c.src_mac)),
     ]
     text = _table(_title(gen, "Main Page"), rows)
-    errors = gen.errors()
-    if errors:
-        text += "\n" + "\n".join(f"port {i}: {e}" for i, e in sorted(errors.items()))
+    notes = [f"port {i}: {stats[i]['tx_paused']}" for i in ids if "tx_paused" in stats[i]]
+    notes += [f"port {i}: {e}" for i, e in sorted(gen.errors().items())]
+    if notes:
+        text += "\n" + "\n".join(notes)
     return text
 
 
