@@ -54,6 +54,7 @@ LIVE_PPS = 20_000  # traffic that runs while a rules file is edited
 SCALING_PPS = 20_000  # steps 10 and 11: paced so the scheduler sees a growing queue
 SCALING_SECONDS = 1.0
 QUIET = 0.5  # step 1: how long nothing must come back
+STALL = 5.0  # no counter moved for this long: what is missing is lost, stop waiting
 SETTLE_TIMEOUT = 30.0  # bound on draining the NF and the generator's receive side
 
 
@@ -287,105 +288,97 @@ def load_step_module(number: int, examples: Path = EXAMPLES) -> ModuleType:
 _rigs = itertools.count()
 
 
-class StepRig:
-    """One step's NF and a generator in this process, port 0 to 0 and 1 to 1 over memory
-    wires; use as a context manager (everything is stopped and closed on exit)."""
+class Rig:
+    """The generator side of one step and the judge's view of the NF, wherever the NF runs.
 
-    def __init__(self, spec: StepSpec, workdir: Path, examples: Path = EXAMPLES,
-                 target: str = DIRECT, config: FlowConfig | None = None,
-                 ports: tuple[PortTable, PortTable] | None = None) -> None:
-        """`ports`: (generator ports, NF ports) to use instead of memory wires, for
-        example AF_PACKET ports on veth links; the rig closes them."""
-        self.spec = spec
-        self.examples = examples
+    The generator (`Pktgen` on `gen_ports`, loaded with the step's script) is driven the
+    same way for every rig; subclasses say how to read the NF's counters, its rules file's
+    status and its final conservation check (in this process, or over its statistics
+    server and log when it runs in another namespace). Use as a context manager.
+    """
+
+    spec: StepSpec
+    gen: Pktgen | None = None
+    gen_ports: PortTable | None = None
+    rules_path: Path | None = None
+
+    def _start_generator(self, gen_ports: PortTable, script: Path) -> None:
+        """Start the generator on `gen_ports` and run the step's script on it."""
         self.messages: list[str] = []
-        self.rules_path: Path | None = None
-        self.rules: Any = None
-        self.gen: Pktgen | None = None
-        self.nf: System | None = None
-        self.gen_ports: PortTable | None = None
-        self._nf_ports: PortTable | None = None  # closed by the System once it exists
-        module = load_step_module(spec.number, examples)
-        targets = examples / "config.json"
-        mac0, mac1 = target_macs(targets, target)
-        argv = ["--target", target, "--targets", str(targets)]
-        if spec.rules:
-            # The step works on a copy, so the edits never touch the shipped file.
-            self.rules_path = workdir / spec.rules
-            shutil.copyfile(examples / spec.rules, self.rules_path)
-            argv += ["--rules", str(self.rules_path)]
-        parser = argparse.ArgumentParser()
-        sys.modules["common"].add_arguments(parser)
-        args = parser.parse_args(argv)
-        wire = f"tutorial{os.getpid()}_{next(_rigs)}"  # a fresh pair of wires per rig
-        try:
-            if ports is not None:
-                self.gen_ports, self._nf_ports = ports
-            else:
-                self.gen_ports = PortTable.from_specs(
-                    [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}"
-                     for p, mac in ((0, mac0), (1, mac1))])
-                self._nf_ports = PortTable.from_specs(
-                    [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}"
-                     for p, mac in enumerate(NF_MACS)])
-            self.nf = System(config or FlowConfig(), self._nf_ports)
-            self.rules = module.build(self.nf, args)
-            self.nf.start()
-            self.gen = Pktgen(self.gen_ports, output=self.messages.append)
-            script = examples / spec.script
-            errors = self.gen.load(script)
-            if errors:
-                raise StepError("; ".join(errors))
-        except BaseException:
-            self.close()
-            raise
+        self.gen_ports = gen_ports
+        self.gen = Pktgen(gen_ports, output=self.messages.append)
+        errors = self.gen.load(script)
+        if errors:
+            raise StepError("; ".join(errors))
 
-    def __enter__(self) -> StepRig:
+    # ---- what subclasses provide ------------------------------------------------------
+    def nf_port_counts(self) -> tuple[int, int, int]:
+        """(port 0 rx, port 0 tx, port 1 tx) packets of the NF's ports."""
+        raise NotImplementedError
+
+    def nf_in_flight(self) -> int:
+        """Packets the NF took in and has not yet sent or dropped."""
+        raise NotImplementedError
+
+    def rules_status(self) -> dict[str, Any]:
+        """The watched rules file's `version`, `failed_reloads` and `last_error`."""
+        raise NotImplementedError
+
+    def vector_handler_peak(self) -> int:
+        """Most clones the scheduler gave the vector handler's segment so far."""
+        raise NotImplementedError
+
+    @property
+    def max_clones(self) -> int:
+        """How many clones the NF's scheduler may give one segment."""
+        raise NotImplementedError
+
+    def finish_nf(self) -> dict[str, Any]:
+        """Stop the NF and return its final conservation counters."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the generator and the NF, release their ports."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Rig:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Stop the watcher, the generator and the NF; free the memory wires."""
-        stop = getattr(self.rules, "stop", None)
-        if callable(stop):
-            stop()
-        if self.gen is not None:
-            self.gen.close()
-        if self.nf is not None:
-            self.nf.close()
-        elif self._nf_ports is not None:
-            self._nf_ports.close()
-        if self.gen_ports is not None:
-            self.gen_ports.close()
-
-    # ---- counters -------------------------------------------------------------------
-    def _nf_port_counts(self) -> tuple[int, int, int]:
-        """(port 0 rx, port 0 tx, port 1 tx) packets of the NF's ports."""
-        ports = self.nf.ports
-        return (ports[0].stats.rx_packets, ports[0].stats.tx_packets,
-                ports[1].stats.tx_packets)
-
+    # ---- driving the generator and judging --------------------------------------------
     def _settled(self, base: tuple[int, int, int]) -> bool:
         """True when the NF took every packet sent, ended each one, and the generator
         counted every reply."""
         gs = self.gen.stats()
-        rx0, tx0, tx1 = (now - before for now, before in zip(self._nf_port_counts(), base,
+        rx0, tx0, tx1 = (now - before for now, before in zip(self.nf_port_counts(), base,
                                                               strict=True))
-        in_flight = self.nf.check_conservation()["in_flight"]
-        return (rx0 == gs[0]["tx_packets"] and in_flight == 0
+        return (rx0 == gs[0]["tx_packets"] and self.nf_in_flight() == 0
                 and gs[0]["rx_packets"] == tx0 and gs[1]["rx_packets"] == tx1)
 
+    def _progress(self) -> tuple[int, ...]:
+        gs = self.gen.stats()
+        return (*self.nf_port_counts(), gs[0]["rx_packets"], gs[1]["rx_packets"])
+
     def _settle(self, base: tuple[int, int, int], nothing_back: bool) -> bool:
+        """Wait until every packet is accounted for; give up once nothing moved for
+        STALL seconds (a packet lost on a real wire never arrives) or after
+        SETTLE_TIMEOUT."""
         if nothing_back:
             # Nothing is expected, so no event marks the end: watch for a quiet while.
             self.gen.wait_quiet(QUIET, QUIET * 4)
             return True
         deadline = time.monotonic() + SETTLE_TIMEOUT
+        last, since = None, time.monotonic()
         while time.monotonic() < deadline:
             if self._settled(base):
                 return True
+            now = self._progress()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since > STALL:
+                break
             time.sleep(0.01)
         return self._settled(base)
 
@@ -394,7 +387,7 @@ class StepRig:
         until the NF drained and the replies settled; returns the generator's counters."""
         gen = self.gen
         gen.clear()
-        base = self._nf_port_counts()
+        base = self.nf_port_counts()
         gen.execute(f"set 0 count {count}")
         gen.execute(f"set 0 pps {pps}" if pps else "set 0 rate 100")
         started = time.monotonic()
@@ -411,13 +404,13 @@ class StepRig:
 
     def edit_rules(self, transform: Callable[[str], str]) -> EditOutcome:
         """Rewrite the rules file copy with `transform` while traffic runs, and wait until
-        the watcher has installed it (or reported it broken)."""
-        if self.rules_path is None or not hasattr(self.rules, "status"):
+        the NF's watcher has installed it (or reported it broken)."""
+        if self.rules_path is None:
             raise StepError(f"{self.spec.name} has no watched rules file to edit")
         gen = self.gen
         gen.clear()
-        base = self._nf_port_counts()
-        before = self.rules.status()
+        base = self.nf_port_counts()
+        before = self.rules_status()
         text = transform(self.rules_path.read_text())
         gen.execute("set 0 count 0")
         gen.execute(f"set 0 pps {LIVE_PPS}")
@@ -429,9 +422,9 @@ class StepRig:
             written = time.monotonic()
             os.replace(tmp, self.rules_path)
             deadline = written + RELOAD_WAIT
-            status = self.rules.status()
+            status = self.rules_status()
             while time.monotonic() < deadline:
-                status = self.rules.status()
+                status = self.rules_status()
                 if (status["version"] != before["version"]
                         or status["failed_reloads"] != before["failed_reloads"]):
                     break
@@ -446,12 +439,104 @@ class StepRig:
             error = f"no reload within {RELOAD_WAIT:g} s"
         return EditOutcome(before["version"], status["version"], seconds, error)
 
+
+class StepRig(Rig):
+    """One step's NF and a generator in this process, port 0 to 0 and 1 to 1 over memory
+    wires; use as a context manager (everything is stopped and closed on exit)."""
+
+    def __init__(self, spec: StepSpec, workdir: Path, examples: Path = EXAMPLES,
+                 target: str = DIRECT, config: FlowConfig | None = None,
+                 ports: tuple[PortTable, PortTable] | None = None) -> None:
+        """`ports`: (generator ports, NF ports) to use instead of memory wires, for
+        example AF_PACKET ports on veth links; the rig closes them."""
+        self.spec = spec
+        self.examples = examples
+        self.rules: Any = None
+        self.nf: System | None = None
+        self._nf_ports: PortTable | None = None  # closed by the System once it exists
+        module = load_step_module(spec.number, examples)
+        targets = examples / "config.json"
+        mac0, mac1 = target_macs(targets, target)
+        self.rules_path = copy_rules(spec, examples, workdir)
+        args = step_arguments(target, targets, self.rules_path)
+        wire = f"tutorial{os.getpid()}_{next(_rigs)}"  # a fresh pair of wires per rig
+        try:
+            if ports is not None:
+                gen_ports, self._nf_ports = ports
+            else:
+                gen_ports = PortTable.from_specs(
+                    [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}"
+                     for p, mac in ((0, mac0), (1, mac1))])
+                self._nf_ports = PortTable.from_specs(
+                    [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}"
+                     for p, mac in enumerate(NF_MACS)])
+            self.gen_ports = gen_ports
+            self.nf = System(config or FlowConfig(), self._nf_ports)
+            parser = argparse.ArgumentParser()
+            sys.modules["common"].add_arguments(parser)
+            self.rules = module.build(self.nf, parser.parse_args(args))
+            self.nf.start()
+            self._start_generator(gen_ports, examples / spec.script)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the watcher, the generator and the NF; free the memory wires."""
+        stop = getattr(self.rules, "stop", None)
+        if callable(stop):
+            stop()
+        if self.gen is not None:
+            self.gen.close()
+        if self.nf is not None:
+            self.nf.close()
+        elif self._nf_ports is not None:
+            self._nf_ports.close()
+        if self.gen_ports is not None:
+            self.gen_ports.close()
+
+    def nf_port_counts(self) -> tuple[int, int, int]:
+        ports = self.nf.ports
+        return (ports[0].stats.rx_packets, ports[0].stats.tx_packets,
+                ports[1].stats.tx_packets)
+
+    def nf_in_flight(self) -> int:
+        return int(self.nf.check_conservation()["in_flight"])
+
+    def rules_status(self) -> dict[str, Any]:
+        if not hasattr(self.rules, "status"):
+            raise StepError(f"{self.spec.name} has no watched rules file to edit")
+        return self.rules.status()
+
     def vector_handler_peak(self) -> int:
-        """Most clones the scheduler gave the vector handler's segment so far."""
         for node in self.nf.stats()["nodes"]:
             if node["op"] == "vector_handler":
                 return int(node["peak_clones"])
         return 0
+
+    @property
+    def max_clones(self) -> int:
+        return self.nf.config.max_clones
+
+    def finish_nf(self) -> dict[str, Any]:
+        self.nf.stop()
+        return self.nf.check_conservation()
+
+
+def copy_rules(spec: StepSpec, examples: Path, workdir: Path) -> Path | None:
+    """Copy the step's rules file into `workdir` (the step edits the copy, never the
+    shipped file); None for steps without rules."""
+    if not spec.rules:
+        return None
+    path = workdir / spec.rules
+    shutil.copyfile(examples / spec.rules, path)
+    return path
+
+
+def step_arguments(target: str, targets: Path, rules: Path | None) -> list[str]:
+    """The tutorial options a step program gets: target, target table, rules copy."""
+    return ["--target", target, "--targets", str(targets)] + (
+        ["--rules", str(rules)] if rules else [])
 
 
 def measure(spec: StepSpec, name: str, counts: Counts, expect: Expect) -> Phase:
@@ -470,7 +555,7 @@ def measure(spec: StepSpec, name: str, counts: Counts, expect: Expect) -> Phase:
                               f"{counts.tx_dropped} dropped", counts.tx_dropped == 0))
     if not counts.settled:
         phase.checks.append(Check("drained", f"within {SETTLE_TIMEOUT:g} s",
-                                  "packets still in flight", False))
+                                  "packets still in flight or lost", False))
     if spec.encapsulates and sent:
         frame = counts.tx_bytes[0] // sent
         sizes = []
@@ -484,15 +569,23 @@ def measure(spec: StepSpec, name: str, counts: Counts, expect: Expect) -> Phase:
     return phase
 
 
+RigFactory = Callable[[StepSpec, Path], Rig]
+
+
 def run_step(spec: StepSpec, packets: int = DEFAULT_PACKETS, examples: Path = EXAMPLES,
              target: str = DIRECT, progress: Callable[[str], None] = lambda text: None,
-             reference_clones: int | None = None) -> StepResult:
-    """Run one step end to end and judge it; never raises for a failing step."""
+             reference_clones: int | None = None,
+             rig: RigFactory | None = None) -> StepResult:
+    """Run one step end to end and judge it; never raises for a failing step.
+
+    `rig(spec, workdir)` builds where the NF and the generator run (default: both in this
+    process over memory wires, `StepRig`); the expectations and checks are the same."""
     result = StepResult(spec.number, spec.name, spec.graph)
     started = time.monotonic()
+    make_rig = rig or (lambda spec, workdir: StepRig(spec, workdir, examples, target))
     try:
         with tempfile.TemporaryDirectory(prefix=f"pktflow-{spec.name}-") as tmp, \
-                StepRig(spec, Path(tmp), examples, target) as rig:
+                make_rig(spec, Path(tmp)) as rig:
             if spec.paced:
                 count = int(SCALING_PPS * SCALING_SECONDS) // spec.period * spec.period
                 progress(f"{count} packets at {SCALING_PPS} pps")
@@ -518,12 +611,11 @@ def run_step(spec: StepSpec, packets: int = DEFAULT_PACKETS, examples: Path = EX
                 result.peak_clones = rig.vector_handler_peak()
                 result.notes.append(f"the scheduler ran the vector handler on up to "
                                     f"{result.peak_clones} clone(s) of "
-                                    f"{rig.nf.config.max_clones} allowed")
+                                    f"{rig.max_clones} allowed")
             if spec.scales:
                 result.checks.append(_scaling_check(result.peak_clones, reference_clones,
-                                                    rig.nf.config.max_clones))
-            rig.nf.stop()
-            c = rig.nf.check_conservation()
+                                                    rig.max_clones))
+            c = rig.finish_nf()
             result.checks.append(Check("NF counters add up", "entered == ended",
                                        f"{c['total_entered']} == {c['total_ended']}",
                                        bool(c["balanced"])))
@@ -546,8 +638,10 @@ def _scaling_check(peak: int, reference: int | None, cores: int) -> Check:
 
 def run_steps(numbers: list[int], packets: int = DEFAULT_PACKETS, examples: Path = EXAMPLES,
               target: str = DIRECT, progress: Callable[[int, str], None] | None = None,
-              done: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-    """Run the given steps in order; step 11 compares its clones with step 10's."""
+              done: Callable[[StepResult], None] | None = None,
+              rig: RigFactory | None = None) -> list[StepResult]:
+    """Run the given steps in order (each on a rig from `rig`, see run_step); step 11
+    compares its clones with step 10's."""
     results: list[StepResult] = []
     for number in numbers:
         spec = STEPS[number]
@@ -558,7 +652,7 @@ def run_steps(numbers: list[int], packets: int = DEFAULT_PACKETS, examples: Path
                 progress(number, text)
 
         result = run_step(spec, packets, examples, target, report,
-                          step10.peak_clones if step10 else None)
+                          step10.peak_clones if step10 else None, rig)
         results.append(result)
         if done is not None:
             done(result)
