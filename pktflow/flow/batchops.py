@@ -1,52 +1,16 @@
 """Compiled per-batch helpers of the flow engine: one native call per batch, never per packet.
 
-`parse_received` parses a received batch; `split_batch` sorts a batch into output buckets
-by the verdicts a node kernel wrote; `partition_verdicts` gives the partitioner's exact N/M
-sequence across batches; `copy_packets` makes independent copies of frames for the copier.
+`split_batch` sorts a batch into output buckets by the verdicts a node kernel wrote;
+`partition_verdicts` gives the partitioner's exact N/M sequence across batches;
+`copy_packets` makes independent copies of frames for the copier.
 """
 
 from __future__ import annotations
 
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from pktflow.flow.compiler import VERDICT_ERROR
 from pktflow.packet import meta as M
-from pktflow.packet.parse import parse_packet
-
-
-@intrinsic
-def borrowed(typingctx, arr):  # type: ignore[no-untyped-def]
-    """A view of `arr` without its reference count, for the duration of the caller.
-
-    A compiled per-packet function that takes arrays and returns early counts references
-    to them on every call when Numba cannot prune the counting: two atomic increments and
-    decrements per packet, more than a whole header parse costs. On a borrowed view those
-    operations find no count and return at once. The caller's own argument keeps the array
-    alive, so the view must not outlive the caller."""
-    if not isinstance(arr, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        src = context.make_array(arr)(context, builder, value=args[0])
-        view = context.make_array(arr)(context, builder)
-        for name in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(view, name, getattr(src, name))
-        view.meminfo = cgutils.get_null_value(view.meminfo.type)
-        view.parent = cgutils.get_null_value(view.parent.type)
-        return view._getvalue()
-
-    return arr(arr), codegen
-
-
-@njit(cache=True, nogil=True)
-def parse_received(data, meta, idx, n):
-    """`parse_batch` over borrowed arrays (see `borrowed`): the same results, 2x faster."""
-    data_view = borrowed(data)
-    meta_view = borrowed(meta)
-    for k in range(n):
-        parse_packet(data_view, meta_view, idx[k])
 
 
 @njit(cache=True, nogil=True)

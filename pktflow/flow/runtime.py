@@ -21,7 +21,6 @@ import numpy as np
 
 from pktflow.flow.batchops import (
     copy_packets,
-    parse_received,
     partition_verdicts,
     split_batch,
     stamp,
@@ -30,6 +29,7 @@ from pktflow.flow.compiler import VERDICT_ERROR, copy_context
 from pktflow.flow.config import FlowConfig
 from pktflow.flow.graph import GENERATORS, Node, SegmentPlan
 from pktflow.flow.ring import Ring
+from pktflow.packet.parse import parse_batch
 from pktflow.packet.pool import Batch, Pool
 from pktflow.ports.base import Port
 
@@ -524,7 +524,7 @@ class GeneratorRun(KernelRun, Source):
         if errors > 0:
             self.errors.report(errors, self.kernel.last_error)
         pool = self.pool
-        parse_received(pool.data, pool.meta, idx, n)
+        parse_batch(pool.data, pool.meta, idx, n)
         stamp(pool.ts, idx, n, time.time_ns())
         if errors == 0 and self.passthrough:
             self.c.out += n
@@ -549,7 +549,7 @@ class PortReceiveRun(NodeRun, Source):
         with self.lock:
             n = self.recv(batch, len(batch.idx))
         if n:
-            parse_received(self.data, self.meta, batch.idx, n)
+            parse_batch(self.data, self.meta, batch.idx, n)
             c = self.c
             c.inp += n
             c.entered += n
@@ -701,7 +701,7 @@ def warm_up() -> None:
     ts = np.zeros(1, dtype=np.int64)
     copy_packets(data, meta, ts, idx, idx, 0)
     stamp(ts, idx, 0, 0)
-    parse_received(data, meta, idx, 0)
+    parse_batch(data, meta, idx, 0)
     Ring(1, "warm-up").push(idx, 0, 0)
 
 
