@@ -1,15 +1,17 @@
 """The generator engine: one worker thread per port that transmits and counts receptions.
 
-Each worker loops: when its port is sending, it takes a burst of buffers from the pool,
-fills them with one compiled call (template synthesis, or pcap records streamed straight
-into the buffers), and hands them to the port; then it receives whatever arrived and
-counts it with one compiled call. Receiving goes on after transmission stops, until the
-engine is closed, so replies that arrive late are still counted.
+Each worker loops: when its port is sending, it takes up to TX_ROUND buffers from the
+pool, fills them with one compiled call (template synthesis, or pcap records streamed
+straight into the buffers), and hands them to the port burst by burst (`set burst`); then
+it receives whatever arrived and counts it with one compiled call. Receiving goes on after
+transmission stops, until the engine is closed, so replies that arrive late are still
+counted. Python thus runs once per round of up to a thousand packets, not per burst.
 
-Rate control is a token bucket checked once per batch: in percent mode the tokens are
+Rate control is a token bucket checked once per round: in percent mode the tokens are
 wire bytes (frame + FCS + preamble + inter-frame gap, as Pktgen counts line rate), in pps
-mode they are packets. `Pktgen` is the Python API; the command language, console and CLI
-all drive the same object.
+mode they are packets. An empty pool pauses transmission; the pause is counted, shown
+and logged. `Pktgen` is the Python API; the command language, console and CLI all drive
+the same object.
 """
 
 from __future__ import annotations
