@@ -3,6 +3,8 @@
     pktflow testbed [up] [--for SECONDS]    build it, print it, keep it until Ctrl-C
     pktflow testbed shell --nf 'CMD'        NF on the target host, generator console on
                                             the generator host (the two-terminal tutorial)
+    pktflow testbed tutorial STEP|all       tutorial steps: NF on the target host, generator
+                                            on the generator host, judged as `pktflow tutorial`
     pktflow testbed gen --hosts 3           generators on several hosts at once
     pktflow testbed clean                   remove leftovers of a killed run
 
@@ -40,6 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shell.add_argument("-f", "--script", metavar="FILE", help="generator command file")
     shell.add_argument("--json", action="store_true",
                        help="generator prints its final statistics as JSON (scripted runs)")
+    tut = sub.add_parser("tutorial", help="run tutorial steps: NF on the target host, "
+                         "generator on the generator host, same table as `pktflow tutorial`")
+    tut.add_argument("steps", nargs="*", metavar="STEP", help="step01 .. step11 or all (default)")
+    tut.add_argument("--driver", default="packet", choices=("packet", "auto", "xdp"),
+                     help="port driver of the NF and the generator (default packet)")
+    tut.add_argument("--packets", type=int, metavar="N",
+                     help="packets per traffic phase (default: as `pktflow tutorial`)")
+    tut.add_argument("--json", action="store_true", help="print the results as JSON")
+    tut.add_argument("--dir", metavar="DIR",
+                     help="folder of the tutorial programs (default examples/tutorial)")
     gen = sub.add_parser("gen", help="generators on several hosts at once, counted by a sink")
     gen.add_argument("--hosts", type=int, default=3, help="generator hosts (default 3)")
     gen.add_argument("--count", type=int, default=20000, help="frames per generator")
@@ -58,6 +70,8 @@ def main(args: argparse.Namespace) -> int:
             return _gen(args)
         if action == "shell":
             return _shell(args)
+        if action == "tutorial":
+            return _tutorial(args)
         return _up(args.hold)
     except TestbedError as e:
         print(f"testbed: {e}", file=sys.stderr)
@@ -120,6 +134,47 @@ def _shell(args: argparse.Namespace) -> int:
             print(f"the NF exited with {nf.returncode}: see {log_path}", file=sys.stderr)
     print("testbed torn down")
     return code
+
+
+def _tutorial(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pktflow.testbed.topo import Testbed
+    from pktflow.testbed.tutorial import MTU, TestbedRig
+    from pktflow.tutorial.cli import make_console, show_steps, summary_line
+    from pktflow.tutorial.runner import DEFAULT_PACKETS, EXAMPLES, parse_steps
+
+    try:
+        numbers = parse_steps([w.lower() for w in args.steps])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.packets is not None and args.packets < 1:
+        print("error: --packets must be at least 1", file=sys.stderr)
+        return 2
+    examples = Path(args.dir) if args.dir else EXAMPLES
+    out = make_console(stderr=args.json)
+    started = time.monotonic()
+    with Testbed.tutorial(mtu=MTU) as tb:
+        out.print(tb.summary(), highlight=False)
+        out.print(f"NF on tgt ({args.driver}:{tb.intf('tgt', 0)}, "
+                  f"{args.driver}:{tb.intf('tgt', 1)}), generator on gen\n", highlight=False)
+
+        def rig(spec, workdir):
+            return TestbedRig(tb, spec, workdir, examples, args.driver)
+
+        results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples, "testbed",
+                             args.json, out, rig)
+    seconds = time.monotonic() - started
+    passed = all(r.passed for r in results)
+    if args.json:
+        print(json.dumps({"steps": [r.to_dict() for r in results], "passed": passed,
+                          "seconds": round(seconds, 2)}, indent=2))
+    else:
+        out.print(summary_line(results, seconds, passed), highlight=False)
+        out.print("testbed torn down", highlight=False)
+    return 0 if passed else 1
 
 
 def _gen(args: argparse.Namespace) -> int:

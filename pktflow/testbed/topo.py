@@ -37,12 +37,17 @@ def intf_name(host: str, port: int) -> str:
 class Testbed:
     """Mininet hosts joined by direct veth links; use as a context manager."""
 
-    def __init__(self, hosts: list[str], links: list[LinkSpec]) -> None:
+    def __init__(self, hosts: list[str], links: list[LinkSpec], mtu: int = 1500) -> None:
+        """`mtu`: of every link end (above 1500 when frames grow on the way, e.g. a
+        tunnel header added by the NF)."""
+        if not 68 <= mtu <= 65535:
+            raise TestbedError(f"mtu must be 68..65535, got {mtu}")
         for h in hosts:
             if len(intf_name(h, 9)) > 15:
                 raise TestbedError(f'host name "{h}" is too long for interface names')
         self.hosts = hosts
         self.links = links
+        self.mtu = mtu
         self.net = None
         self.nodes: dict = {}
         self.setup_seconds = 0.0
@@ -50,9 +55,10 @@ class Testbed:
         self._old_handlers: dict[int, object] = {}
 
     @classmethod
-    def tutorial(cls) -> Testbed:
+    def tutorial(cls, mtu: int = 1500) -> Testbed:
         """Generator host `gen` and target host `tgt`, port 0 to 0 and 1 to 1."""
-        return cls(["gen", "tgt"], [LinkSpec("gen", 0, "tgt", 0), LinkSpec("gen", 1, "tgt", 1)])
+        return cls(["gen", "tgt"], [LinkSpec("gen", 0, "tgt", 0), LinkSpec("gen", 1, "tgt", 1)],
+                   mtu)
 
     @classmethod
     def fan_in(cls, generators: int) -> Testbed:
@@ -93,6 +99,10 @@ class Testbed:
                 self.net.addLink(self.nodes[link.host_a], self.nodes[link.host_b],
                                  intfName1=intf_name(link.host_a, link.port_a),
                                  intfName2=intf_name(link.host_b, link.port_b))
+                if self.mtu != 1500:
+                    for h, port in ((link.host_a, link.port_a), (link.host_b, link.port_b)):
+                        run("ip", "-n", self.ns_name(h), "link", "set", intf_name(h, port),
+                            "mtu", str(self.mtu))
             for h in self.hosts:
                 self.nodes[h].cmd("ip link set lo up")
             self._wait_carrier()

@@ -23,13 +23,20 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pktflow.tutorial.runner import DEFAULT_PACKETS, EXAMPLES, STEPS, StepResult, parse_steps
+from pktflow.tutorial.runner import (
+    DEFAULT_PACKETS,
+    EXAMPLES,
+    STEPS,
+    RigFactory,
+    StepResult,
+    parse_steps,
+)
 from pktflow.tutorial.targets import DIRECT, TargetError
 
 NAT_MODULE = "pktflow.tutorial.nat"
 
 
-def _console(stderr: bool = False) -> Console:
+def make_console(stderr: bool = False) -> Console:
     # Pipes get a fixed wide table instead of rich's 80 columns, so rows stay on one line.
     console = Console(stderr=stderr)
     return console if console.is_terminal else Console(stderr=stderr, width=120)
@@ -106,30 +113,10 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
         print("error: --packets must be at least 1", file=sys.stderr)
         return 2
     examples = Path(args.dir) if args.dir else EXAMPLES
-    out = _console(stderr=args.json)
+    out = make_console(stderr=args.json)
     started = time.monotonic()
-    results: list[StepResult] = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
-                  console=out, transient=True) as progress:
-        task = progress.add_task("starting", total=len(numbers))
-
-        def show(number: int, text: str) -> None:
-            progress.update(task, description=f"step{number:02d}: {text}")
-
-        def done(result: StepResult) -> None:
-            progress.advance(task)
-            if not args.json:
-                progress.console.print(step_heading(result), highlight=False)
-                progress.console.print(step_table(result))
-                for line in check_lines(result):
-                    progress.console.print(line, highlight=False)
-                progress.console.print()
-
-        from pktflow.tutorial.runner import run_steps
-
-        results = run_steps(numbers, args.packets or DEFAULT_PACKETS, examples, args.target,
-                            show, done)
+    results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples, args.target,
+                         args.json, out)
     passed = all(r.passed for r in results)
     doc: dict[str, Any] = {"steps": [r.to_dict() for r in results]}
     if want_nat:
@@ -140,10 +127,41 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     elif numbers:
-        good = sum(r.passed for r in results)
-        out.print(f"{good} of {len(results)} steps passed in {seconds:.1f} s: "
-                  f"{_verdict(passed)}", highlight=False)
+        out.print(summary_line(results, seconds, passed), highlight=False)
     return 0 if passed else 1
+
+
+def show_steps(numbers: list[int], packets: int, examples: Path, target: str, as_json: bool,
+               out: Console, rig: RigFactory | None = None) -> list[StepResult]:
+    """Run the steps under a progress bar and print each one's heading, table and checks
+    as it ends (nothing but the bar with `as_json`). `rig` says where NF and generator run
+    (see `run_step`); `pktflow testbed tutorial` passes the testbed's."""
+    from pktflow.tutorial.runner import run_steps
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
+                  console=out, transient=True) as progress:
+        task = progress.add_task("starting", total=len(numbers))
+
+        def show(number: int, text: str) -> None:
+            progress.update(task, description=f"step{number:02d}: {text}")
+
+        def done(result: StepResult) -> None:
+            progress.advance(task)
+            if not as_json:
+                progress.console.print(step_heading(result), highlight=False)
+                progress.console.print(step_table(result))
+                for line in check_lines(result):
+                    progress.console.print(line, highlight=False)
+                progress.console.print()
+
+        return run_steps(numbers, packets, examples, target, show, done, rig)
+
+
+def summary_line(results: list[StepResult], seconds: float, passed: bool) -> str:
+    """The last line of a run: how many steps passed, in how long, and the verdict."""
+    good = sum(r.passed for r in results)
+    return f"{good} of {len(results)} steps passed in {seconds:.1f} s: {_verdict(passed)}"
 
 
 def cmd_scripts(args: argparse.Namespace) -> int:

@@ -1,0 +1,240 @@
+"""`pktflow testbed tutorial`: the tutorial steps with the NF on the target host and the
+generator on the generator host, judged exactly as `pktflow tutorial` judges them.
+
+Each step gets a fresh NF process started inside the target host's namespace (the step's
+program, `examples/tutorial/stepNN.py`, on the target's two veth ends) and a generator whose
+ports are opened inside the generator host's namespace. The generator's scripts are written
+for the target entry `testbed` of a target table that names the generator's real interface
+MACs, as a user of the original tutorial wrote theirs with genscripts. The judge reads the
+NF's counters from its statistics server (inside the target's namespace) and its rules
+reloads from its log; steps 7 to 9 edit the target's copy of the rules file.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, Any
+
+from pktflow.flow import FlowConfig
+from pktflow.ports import PortTable
+from pktflow.ports.base import PortError
+from pktflow.ports.linux import netns
+from pktflow.testbed.topo import Testbed
+from pktflow.tutorial.runner import (
+    EXAMPLES,
+    Rig,
+    StepError,
+    StepSpec,
+    copy_rules,
+    step_arguments,
+)
+from pktflow.tutorial.scripts import generate
+
+TARGET = "testbed"  # the target table entry naming the generator host's ports
+# Steps 9 to 11 put a 20-byte outer IPv4 header on 1496-byte frames (Pktgen size 1500):
+# 1502 bytes of IP need an MTU above 1500, as the original's NICs had.
+MTU = 1600
+DRIVERS = ("packet", "auto", "xdp")
+STATS_PORT = 9180  # on the target host's own loopback, so no other process shares it
+NF_START_TIMEOUT = 120.0  # compiling the step's handlers the first time takes a while
+NF_STOP_TIMEOUT = 30.0
+LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # logging's asctime
+
+
+class NFLog:
+    """Reads the NF's log as it is written: the rules file's versions and failed reloads
+    (the watcher logs both), and the last lines for error messages."""
+
+    def __init__(self, stream: IO[str], rules: Path | None) -> None:
+        self.version = 0
+        self.failed_reloads = 0
+        self.last_error: str | None = None
+        self.tail: deque[str] = deque(maxlen=40)
+        self._rules = re.escape(str(rules)) if rules else None
+        self._failure_follows = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True,
+                                        name="pktflow-testbed-nf-log")
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            self.tail.append(line)
+            with self._lock:
+                self._parse(line)
+
+    def _parse(self, line: str) -> None:
+        if self._failure_follows and not LOG_HEAD.match(line):
+            # The reload error (file:line: why) is the record's second line.
+            self._failure_follows = False
+            self.last_error = line.strip()
+            self.failed_reloads += 1
+            return
+        self._failure_follows = False
+        if self._rules is None:
+            return
+        loaded = re.search(rf"{self._rules}: loaded version (\d+)", line)
+        if loaded:
+            self.version = int(loaded.group(1))
+            self.last_error = None
+        elif re.search(rf"{self._rules}: reload failed", line):
+            self._failure_follows = True
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {"version": self.version, "failed_reloads": self.failed_reloads,
+                    "last_error": self.last_error}
+
+    def text(self) -> str:
+        return "\n".join(self.tail)
+
+    def join(self, timeout: float = 2.0) -> None:
+        self._thread.join(timeout)
+
+
+class TestbedRig(Rig):
+    """One step on the testbed: the NF in its own process on the target host, the
+    generator on the generator host's ports; use as a context manager (the NF is stopped
+    and every port closed on exit)."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    def __init__(self, tb: Testbed, spec: StepSpec, workdir: Path, examples: Path = EXAMPLES,
+                 driver: str = "packet") -> None:
+        if driver not in DRIVERS:
+            raise StepError(f"driver must be one of {', '.join(DRIVERS)}, got {driver}")
+        self.spec = spec
+        self.tb = tb
+        self.nf_proc: subprocess.Popen | None = None
+        self.log: NFLog | None = None
+        self._snapshot: dict[str, Any] = {}
+        try:
+            with netns(tb.ns_path("gen")):
+                gen_ports = PortTable.from_specs(
+                    [f"{p}={driver}:{tb.intf('gen', p)}" for p in (0, 1)])
+            self.gen_ports = gen_ports
+            targets = workdir / "config.json"
+            targets.write_text(json.dumps({TARGET: [str(gen_ports[p].mac) for p in (0, 1)]}))
+            generate(targets, TARGET, workdir)
+            self.rules_path = copy_rules(spec, examples, workdir)
+            self._start_nf(examples, driver, targets)
+            self._start_generator(gen_ports, workdir / spec.script)
+        except (PortError, OSError) as e:
+            self.close()
+            raise StepError(f"testbed: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_nf(self, examples: Path, driver: str, targets: Path) -> None:
+        program = examples / f"step{self.spec.number:02d}.py"
+        argv = [sys.executable, str(program),
+                *(a for p in (0, 1) for a in ("--port", f"{p}={driver}:{self.tb.intf('tgt', p)}")),
+                *step_arguments(TARGET, targets, self.rules_path),
+                "--stats", f"127.0.0.1:{STATS_PORT}", "-v"]
+        self.nf_proc = self.tb.popen("tgt", argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.log = NFLog(self.nf_proc.stderr, self.rules_path)
+        deadline = time.monotonic() + NF_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.nf_proc.poll() is not None:
+                self.log.join()
+                raise StepError(f"the NF on the target host exited with "
+                                f"{self.nf_proc.returncode}:\n{self.log.text()[-2000:]}")
+            try:
+                if self._stats().get("running"):
+                    return
+            except (OSError, http.client.HTTPException, ValueError):
+                pass  # not listening yet
+            time.sleep(0.1)
+        raise StepError(f"the NF on the target host did not start within "
+                        f"{NF_START_TIMEOUT:g} s:\n{self.log.text()[-2000:]}")
+
+    def _stats(self) -> dict[str, Any]:
+        """The NF's statistics, fetched from inside the target host's namespace."""
+        with netns(self.tb.ns_path("tgt")):
+            conn = http.client.HTTPConnection("127.0.0.1", STATS_PORT, timeout=2)
+            try:
+                conn.request("GET", "/stats")
+                reply = conn.getresponse()
+                body = reply.read()
+            finally:
+                conn.close()
+        if reply.status != 200:
+            raise http.client.HTTPException(f"/stats answered {reply.status}")
+        self._snapshot = json.loads(body)
+        return self._snapshot
+
+    # ---- the judge's view of the NF ------------------------------------------------
+    def nf_port_counts(self) -> tuple[int, int, int]:
+        ports = self._stats()["ports"]
+        return (ports["0"]["rx_packets"], ports["0"]["tx_packets"], ports["1"]["tx_packets"])
+
+    def nf_in_flight(self) -> int:
+        # nf_port_counts() ran just before (see Rig._settled): the same snapshot.
+        return int(self._snapshot["conservation"]["in_flight"])
+
+    def rules_status(self) -> dict[str, Any]:
+        if self.log is None or self.rules_path is None:
+            raise StepError(f"{self.spec.name} has no rules file")
+        return self.log.status()
+
+    def vector_handler_peak(self) -> int:
+        for node in self._stats()["nodes"]:
+            if node["op"] == "vector_handler":
+                return int(node["peak_clones"])
+        return 0
+
+    @property
+    def max_clones(self) -> int:
+        return FlowConfig().max_clones  # the step programs run with the defaults
+
+    def finish_nf(self) -> dict[str, Any]:
+        """Stop the NF as Ctrl-C does and read the conservation line of its summary."""
+        proc = self.nf_proc
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(NF_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise StepError(f"the NF did not stop within {NF_STOP_TIMEOUT:g} s") from None
+        out = proc.stdout.read()
+        self.log.join()
+        found = re.search(r"conservation: entered (\d+) ended (\d+) \((balanced|NOT balanced)\)",
+                          out)
+        if proc.returncode != 0 or found is None:
+            raise StepError(f"the NF exited with {proc.returncode} and no final counters:\n"
+                            f"{out[-1000:]}{self.log.text()[-1000:]}")
+        return {"total_entered": int(found.group(1)), "total_ended": int(found.group(2)),
+                "balanced": found.group(3) == "balanced"}
+
+    def close(self) -> None:
+        try:
+            if self.gen is not None:
+                self.gen.close()
+            if self.gen_ports is not None:
+                self.gen_ports.close()
+        finally:
+            proc = self.nf_proc
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            if proc is not None:
+                if self.log is not None:
+                    self.log.join()
+                for stream in (proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
