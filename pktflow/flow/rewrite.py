@@ -421,7 +421,8 @@ class _Rewriter(ast.NodeTransformer):
         ):
             if isinstance(node.slice, ast.Slice):
                 raise self.error(node, "slices of the packet vector are not supported")
-            return ast.Subscript(ast.Name(IDX, ast.Load()), self.visit(node.slice), ast.Load())
+            return _as_int64(
+                ast.Subscript(ast.Name(IDX, ast.Load()), self.visit(node.slice), ast.Load()))
         return None
 
     def layer_ref(self, node: ast.AST) -> tuple[Layer, ast.expr] | None:
@@ -496,12 +497,14 @@ class _Rewriter(ast.NodeTransformer):
     def visit_For(self, node: ast.For) -> ast.AST:
         if (isinstance(node.iter, ast.Name) and node.iter.id == self.vector
                 and isinstance(node.target, ast.Name)):
-            node.target = ast.Name(self.bvar(node.target.id), ast.Store())
-            node.iter = ast.Subscript(
-                ast.Name(IDX, ast.Load()),
-                ast.Slice(None, ast.Name(N, ast.Load()), None), ast.Load(),
-            )
-            node.body = self._visit_body(node.body)
+            # for p in pkts -> for k in range(n): b_p = int64(idx[k])
+            position = self.temp()
+            bvar = self.bvar(node.target.id)
+            node.target = ast.Name(position, ast.Store())
+            node.iter = ast.Call(ast.Name("range", ast.Load()), [ast.Name(N, ast.Load())], [])
+            take = ast.Assign([ast.Name(bvar, ast.Store())], _as_int64(ast.Subscript(
+                ast.Name(IDX, ast.Load()), ast.Name(position, ast.Load()), ast.Load())))
+            node.body = [take, *self._visit_body(node.body)]
             node.orelse = self._visit_body(node.orelse)
             return node
         return self.generic_visit(node)
@@ -808,6 +811,12 @@ class _Rewriter(ast.NodeTransformer):
         return ast.Compare(new[0], node.ops, new[1:])
 
 
+def _as_int64(expr: ast.expr) -> ast.expr:
+    """`np.int64(expr)`: buffer indices enter packet functions as int64, the type the object
+    API passes, so each ops and accessor function compiles for one signature, not two."""
+    return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "int64", ast.Load()), [expr], [])
+
+
 def _has_try(fdef: ast.FunctionDef) -> bool:
     return any(isinstance(n, ast.Try) for n in ast.walk(fdef))
 
@@ -879,7 +888,7 @@ def _kernel_source(kind: NodeKind, call: str, extra: list[str]) -> str:
     return (
         f"@njit(cache=True, nogil=True)\ndef {P}loop({args}):\n"
         f"    k = progress[0]\n    while k < {N}:\n        progress[0] = k\n"
-        f"        {P}b = {IDX}[k]\n        {body}\n        k += 1\n"
+        f"        {P}b = np.int64({IDX}[k])\n        {body}\n        k += 1\n"
         f"    progress[0] = {N}\n\n\n"
         f"{head}    progress = np.zeros(1, np.int64)\n    errors = 0\n"
         f"    while progress[0] < {N}:\n        try:\n            {P}loop({args})\n"
