@@ -247,6 +247,8 @@ class PortWorker:
                     wait = self._transmit()
                 except Exception as e:  # noqa: BLE001 - the thread must outlive any failure
                     self._tx_failed(e)
+            elif self._stall_since is not None:
+                self._stall_over()  # stopped while the pool was dry: the pause ends here
             got = 0
             if time.monotonic() >= self._rx_resume_at:
                 try:

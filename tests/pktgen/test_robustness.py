@@ -77,6 +77,20 @@ def test_pool_running_dry_is_counted_shown_and_logged_once(caplog):
         rig.close()
 
 
+def test_stopping_while_the_pool_is_dry_ends_the_pause():
+    rig = Rig(burst_pool=1024)
+    try:
+        rig.gen.start([0])
+        assert wait_for(lambda: "tx_paused" in rig.gen.stats()[0])
+        rig.gen.stop([0])
+        assert wait_for(lambda: rig.gen.workers[0]._stall_since is None)
+        paused = rig.gen.stats()[0]["tx_stall_s"]
+        time.sleep(0.2)
+        assert rig.gen.stats()[0]["tx_stall_s"] == paused  # no longer counting
+    finally:
+        rig.close()
+
+
 def pcap_with_damage(path, frames: list[bytes], damage: bytes) -> None:
     """A pcap file of `frames` followed by damaged bytes."""
     wrpcap(str(path), [Ether(f) for f in frames])
