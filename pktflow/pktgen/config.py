@@ -155,8 +155,8 @@ def default_ranges(cfg: PortConfig) -> dict[str, RangeField]:
 @dataclass
 class Template:
     """What the synthesis kernel needs for one port: the frame at the fields' start values,
-    its header layout, the payload's running checksum sums, the field table (rows of
-    RANGE_FIELDS), which rows step, and where each field sits in the frame."""
+    its header layout with the checksum bases, the payload's running checksum sums, the
+    field table (rows of RANGE_FIELDS) and where each stepping field sits in the frame."""
 
     frame: np.ndarray  # uint8, the frame at MAX_SIZE with every header and the payload
     frame64: np.ndarray  # uint64 view of the frame padded to whole words (for fast copies)
@@ -169,10 +169,6 @@ class Template:
     @property
     def header_len(self) -> int:
         return int(self.layout[LAY_HDR_LEN])
-
-    @property
-    def size_steps(self) -> bool:
-        return int(self.layout[LAY_FLEN]) == 0
 
 
 def _l4_header(proto: int, sport: int, dport: int) -> bytes:
