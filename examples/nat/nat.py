@@ -340,7 +340,8 @@ def private_to_public(pkt, ctx):
         port = pkt.icmp.id
     else:
         return count(ctx, OUTBOUND, N_UNSUPPORTED, DROP)
-    public = table.public_port_for(ctx, proto_i, src, port, ctx.clock[0],
+    public = table.public_port_for(ctx.pub_map, ctx.last_used, ctx.keys, ctx.values,
+                                   ctx.cursor, proto_i, src, port, ctx.clock[0],
                                    conf[C_TIMEOUT_MS])
     if public < 0:
         return count(ctx, OUTBOUND, N_NO_PORT, DROP)

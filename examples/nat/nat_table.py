@@ -78,49 +78,51 @@ def hash_remove(keys, values, slot):
 
 
 @njit(cache=True, nogil=True)
-def expired(ctx, proto_i, port, now, timeout):
-    word = ctx.pub_map[proto_i, port]
-    if word & STATIC:
+def expired(pub_map, last_used, proto_i, port, now, timeout):
+    """True when the dynamic mapping of `port` has been idle longer than `timeout`."""
+    if pub_map[proto_i, port] & STATIC:
         return False
-    return now - ctx.last_used[proto_i, port] > timeout
+    return now - last_used[proto_i, port] > timeout
 
 
 @njit(cache=True, nogil=True)
-def allocate_port(ctx, proto_i, now, timeout):
+def allocate_port(pub_map, last_used, keys, values, cursor, proto_i, now, timeout):
     """The next free (or idle-expired) public port from the cursor upward, -1 if none.
     An expired mapping taken over loses its private-side entry."""
-    port = ctx.cursor[proto_i]
+    port = cursor[proto_i]
     for _ in range(PORT_LAST - PORT_FIRST + 1):
         if port > PORT_LAST or port < PORT_FIRST:
             port = PORT_FIRST
-        word = ctx.pub_map[proto_i, port]
-        if word == 0 or expired(ctx, proto_i, port, now, timeout):
+        word = pub_map[proto_i, port]
+        if word == 0 or expired(pub_map, last_used, proto_i, port, now, timeout):
             if word != 0:
                 old = endpoint_key(proto_i, (word >> 16) & 0xFFFFFFFF, word & 0xFFFF)
-                slot = hash_find(ctx.keys, old)
+                slot = hash_find(keys, old)
                 if slot >= 0:
-                    hash_remove(ctx.keys, ctx.values, slot)
-            ctx.cursor[proto_i] = port + 1
+                    hash_remove(keys, values, slot)
+            cursor[proto_i] = port + 1
             return port
         port += 1
     return -1
 
 
 @njit(cache=True, nogil=True)
-def public_port_for(ctx, proto_i, addr, port, now, timeout):
+def public_port_for(pub_map, last_used, keys, values, cursor, proto_i, addr, port, now,
+                    timeout):
     """The public port of a private endpoint, allocating one for a new endpoint; -1 when
-    every port is taken."""
+    every port is taken. Takes arrays only, never a context class, so the cached
+    signatures never name a module."""
     key = endpoint_key(proto_i, addr, port)
-    slot = hash_find(ctx.keys, key)
+    slot = hash_find(keys, key)
     if slot >= 0:
-        public = ctx.values[slot]
-        ctx.last_used[proto_i, public] = now
+        public = values[slot]
+        last_used[proto_i, public] = now
         return public
-    public = allocate_port(ctx, proto_i, now, timeout)
+    public = allocate_port(pub_map, last_used, keys, values, cursor, proto_i, now, timeout)
     if public < 0:
         return -1
-    ctx.last_used[proto_i, public] = now
+    last_used[proto_i, public] = now
     # One 64-bit store publishes the mapping to the inbound thread.
-    ctx.pub_map[proto_i, public] = VALID | (addr << 16) | port
-    hash_insert(ctx.keys, ctx.values, key, public)
+    pub_map[proto_i, public] = VALID | (addr << 16) | port
+    hash_insert(keys, values, key, public)
     return public
