@@ -264,6 +264,8 @@ def load_config(path: str | Path) -> NatConfig:
 # --------------------------------------------------------------------------- compiled part
 # Plain functions over the packet API and NumPy arrays: the flow compiler rewrites and
 # compiles them (helpers included); interpreted, they run as they are, with the same result.
+# They carry no annotations on purpose: the rewrite copies parameters into generated code,
+# where annotation names would not resolve. pkt is a packet, ctx a NatState.
 
 
 def count(ctx, direction, what, verdict):

@@ -3,6 +3,8 @@ take-over of expired ports, exhaustion and static port forwarding."""
 
 from __future__ import annotations
 
+import time
+
 from nat_helpers import GEN_MAC0, GEN_MAC1, nat_doc, nat_mod
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
@@ -137,3 +139,21 @@ def test_icmp_echo_through_the_nat_uses_the_identifier_as_port(rig):
             / ICMP(type=0, id=1024, seq=9) / (b"x" * 20))
     back = r.exchange(1, [pong], 0)
     assert [(p[IP].dst, p[ICMP].id, p[ICMP].type) for p in back] == [("192.168.1.30", 4242, 0)]
+
+
+def test_real_clock_expires_a_short_timeout():
+    """The clock thread of a running NAT: a 0.2 s timeout passes in real time."""
+    from nat_helpers import NatRig
+
+    r = NatRig(nat_doc(timeout=0.2))
+    r.nat.manual_clock = False
+    r.nat.start()
+    try:
+        r.exchange(0, [out_tcp(r, 2)], 1)
+        assert len(r.exchange(1, [in_tcp(r, 1024)], 0)) == 1
+        time.sleep(0.5)
+        assert r.exchange(1, [in_tcp(r, 1024)], 0) == []
+        assert r.counters("inbound")["expired"] == 1
+    finally:
+        final = r.close()
+    assert final["conservation"]["balanced"]
