@@ -747,7 +747,7 @@ class _Rewriter(ast.NodeTransformer):
         for i, kind in enumerate(kinds[: len(args)]):
             if kind in _ADDRESS_PARSERS:
                 args[i] = self._address_literal(Field("arg", 0, 0, kind), node, args[i])
-        return args
+        return [_unliteral(a) for a in args]
 
     def _packet_method(self, node: ast.Call, method: str, b: ast.expr) -> ast.expr:
         from pktflow.packet.ops import PACKET_METHODS
@@ -783,7 +783,7 @@ class _Rewriter(ast.NodeTransformer):
         if self.is_helper:
             raise self.error(node, "kernel methods are called from the node function itself")
         fn_name, state = self.m.bound_method(obj, method)
-        rest = [self.visit(a) for a in node.args[1:]]
+        rest = [_unliteral(self.visit(a)) for a in node.args[1:]]
         return self._call(fn_name, ast.Name(state, ast.Load()), ast.Name(DATA, ast.Load()),
                           ast.Name(META, ast.Load()), self.packet_b(node.args[0]), *rest)
 
@@ -815,6 +815,22 @@ def _as_int64(expr: ast.expr) -> ast.expr:
     """`np.int64(expr)`: buffer indices enter packet functions as int64, the type the object
     API passes, so each ops and accessor function compiles for one signature, not two."""
     return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "int64", ast.Load()), [expr], [])
+
+
+_UNLITERAL = {bool: "bool_", int: "int64", float: "float64"}
+
+
+def _unliteral(expr: ast.expr) -> ast.expr:
+    """A number constant as a typed value (`np.int64(18)`) rather than a literal.
+
+    Numba compiles a function called with a literal constant for that very value: every
+    address or size a user writes would compile the whole ops chain again. Typed, the call
+    shares one compiled version with every other call and with the object API."""
+    if isinstance(expr, ast.Constant) and type(expr.value) in _UNLITERAL:
+        np_type = _UNLITERAL[type(expr.value)]
+        return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), np_type, ast.Load()),
+                        [expr], [])
+    return expr
 
 
 def _has_try(fdef: ast.FunctionDef) -> bool:

@@ -453,16 +453,24 @@ class KernelRun(NodeRun):
         """The user kernel over `idx[:n]`; returns its error count (verdicts in place)."""
         try:
             return self.kernel.run(self.pool, idx, n, self.verdict, self.ctx)
-        except Exception as exc:  # escaped the kernel's own per-packet handling
-            self.verdict[:n] = VERDICT_ERROR
-            text = f"{type(exc).__name__}: {exc}\n{self.kernel.last_error()}"
-            self.errors.report(n, lambda: text)
-            return -n
+        except Exception as exc:
+            return self.kernel_failed(exc, n)
+
+    def kernel_failed(self, exc: Exception, n: int) -> int:
+        """An exception escaped the kernel's own per-packet handling: the batch is in an
+        unknown state, so all of it is dropped as handler-error (and reported)."""
+        self.verdict[:n] = VERDICT_ERROR
+        text = f"{type(exc).__name__}: {exc}\n{self.kernel.last_error()}"
+        self.errors.report(n, lambda: text)
+        return -n
 
     def process(self, idx: np.ndarray, n: int) -> None:
         c = self.c
         c.inp += n
-        errors = self.run_kernel(idx, n)
+        try:  # run_kernel, inlined: this is the hot path
+            errors = self.kernel.run(self.pool, idx, n, self.verdict, self.ctx)
+        except Exception as exc:
+            errors = self.kernel_failed(exc, n)
         if errors == 0 and self.passthrough:
             c.out += n
             self.children[0].process(idx, n)

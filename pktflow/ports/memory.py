@@ -243,7 +243,8 @@ class MemoryPort(Port):
             if n == 0:
                 return 0
         head = ring.head
-        take = min(n, ring.size - (head - ring.tail))
+        room = ring.size - (head - ring.tail)
+        take = n if n <= room else room
         if take > 0:
             nbytes = _ring_push(ring.slots, head, pool.meta, batch.idx, take)
             ring.head = head + take  # publish only after the indices are in the slots
@@ -289,7 +290,11 @@ class MemoryPort(Port):
         if waiting <= 0:
             return 0
         at = batch.n
-        take = min(max_n, len(batch.idx) - at, waiting)
+        take = len(batch.idx) - at
+        if max_n < take:
+            take = max_n
+        if waiting < take:
+            take = waiting
         if take <= 0:
             return 0
         pool = ring.pool
