@@ -7,6 +7,7 @@ script never freezes the page, and a bad command only prints an error line.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -91,9 +92,26 @@ def run_console(gen: Pktgen) -> None:
     previous_output = gen.output
     gen.output = say
     gen.interpreter.show_pages = False
+    # The engine's warnings (pool dry, damaged pcap) go to the message lines: written to
+    # stderr they would tear the full-screen page.
+    log_handler = _MessageHandler(say)
+    engine_log = logging.getLogger("pktflow.pktgen")
+    engine_log.addHandler(log_handler)
     try:
         app.run()
     finally:
+        engine_log.removeHandler(log_handler)
         gen.output = previous_output
         gen.interpreter.show_pages = True
         runner.shutdown(wait=False, cancel_futures=True)
+
+
+class _MessageHandler(logging.Handler):
+    """Log records as console message lines."""
+
+    def __init__(self, say) -> None:
+        super().__init__(logging.WARNING)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.say(f"{record.levelname.lower()}: {record.getMessage()}")

@@ -129,3 +129,30 @@ def test_cli_reads_commands_from_stdin():
 def test_cli_bad_port_spec():
     run = _cli("--port", "0=nothing")
     assert run.returncode == 2 and "bad port spec" in run.stderr
+
+
+def test_console_shows_engine_warnings_in_its_message_lines(tmp_path):
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    capture = tmp_path / "cut.pcap"
+    wrpcap(str(capture), [Ether() / IP() / UDP() for _ in range(3)])
+    with open(capture, "ab") as f:
+        f.write(bytes(16 + 5))  # a record header and 5 bytes: cut short
+    child = pexpect.spawn(sys.executable, ["-m", "pktflow", "pktgen", "--port", "0=mem:w",
+                                           "--port", "1=mem:w", "--pcap", f"0={capture}"],
+                          env=_env(), dimensions=(ROWS, COLS), cwd=str(ROOT))
+    try:
+        screen = Screen(child)
+        screen.wait_for(lambda lines: any("Pktgen:/>" in line for line in lines))
+        child.send("enable 0 pcap\r")
+        child.send("start 0\r")
+        lines = screen.wait_for(lambda ls: any(line.startswith("warning: port 0:")
+                                               and "cut.pcap" in line for line in ls))
+        assert any("port 0:" in line and "truncated record" in line and not
+                   line.startswith("warning") for line in lines)  # the page's note
+        child.send("quit\r")
+        child.expect(pexpect.EOF, timeout=10)
+    finally:
+        child.close(force=True)
