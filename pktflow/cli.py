@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 import pktflow
@@ -46,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # One format for every subcommand's log lines; PKTFLOW_LOG=INFO or DEBUG for more.
+    logging.basicConfig(level=os.environ.get("PKTFLOW_LOG", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

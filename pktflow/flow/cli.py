@@ -140,8 +140,9 @@ def main(build: BuildFunction, argv: list[str] | None = None, *,
 
 def run_args(build: BuildFunction, args: argparse.Namespace) -> int:
     """Build and run from parsed options; errors in configuration print and return 2."""
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when `pktflow` configured logging first
     try:
         nf = system_from_args(args)
     except (ConfigError, PortSpecError, PortError) as e:

@@ -167,7 +167,7 @@ class PcapPort(Port):
             return 0
         pool = batch.pool
         writer = self.writer
-        if writer is None:
+        if writer is None or writer.closed:
             self.stats.tx_dropped += n
             pool.free(batch)
             return 0
