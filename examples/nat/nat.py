@@ -269,6 +269,7 @@ def load_config(path: str | Path) -> NatConfig:
 
 
 def count(ctx, direction, what, verdict):
+    """Count the packet's fate in its direction's row and return its splitter output."""
     ctx.counters[direction, what] += 1
     return verdict
 
@@ -296,8 +297,8 @@ def answer_echo(pkt, ctx, direction, own_mac):
     if icmp.type != 8 or icmp.code != 0:
         return count(ctx, direction, N_UNSUPPORTED, DROP)
     ip = pkt.ipv4
-    ip.src, ip.dst = ip.dst, ip.src  # a swap leaves the header checksum as it is
-    ip.ttl = 64
+    ip.src, ip.dst = ip.dst, ip.src
+    ip.ttl = 64  # a fresh TTL, as a host's own reply has
     ip.update_checksum()
     icmp.type = 0
     icmp.checksum = C.checksum_adjust(icmp.checksum, 8 << 8, 0)
@@ -307,6 +308,7 @@ def answer_echo(pkt, ctx, direction, own_mac):
 
 
 def set_icmp_id(pkt, ident):
+    """Set the ICMP echo identifier and adjust the ICMP checksum for it (RFC 1624)."""
     icmp = pkt.icmp
     old = icmp.id
     icmp.id = ident
