@@ -58,7 +58,12 @@ XDP_UMEM_PGOFF_FILL_RING = 0x100000000
 XDP_UMEM_PGOFF_COMPLETION_RING = 0x180000000
 
 FRAME_SIZE = 2048
-RING_SIZE = 2048  # entries in each ring; RX frames = TX frames = RING_SIZE
+# Entries of the fill and RX rings (= UMEM frames that receive) and of the TX and
+# completion rings (= frames that transmit). The receive side is the larger: a reader
+# starved of CPU for a moment (a loaded machine, a generator busy sending) must not lose
+# a burst, as a 16 MiB AF_PACKET ring does not.
+RX_RING_SIZE = 8192
+TX_RING_SIZE = 2048
 MASK32 = 0xFFFFFFFF
 MODES = ("auto", "copy", "zerocopy")
 
@@ -147,14 +152,14 @@ class _Ring:
     """One mapped ring: producer and consumer indices and the descriptor array."""
 
     def __init__(self, fd: int, offsets: tuple[int, int, int, int], pgoff: int,
-                 entry_words: int) -> None:
+                 entry_words: int, entries: int) -> None:
         producer, consumer, desc, _flags = offsets
-        size = desc + RING_SIZE * 8 * entry_words
+        size = desc + entries * 8 * entry_words
         self.map = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE,
                              mmap.PROT_READ | mmap.PROT_WRITE, offset=pgoff)
         self.prod = np.frombuffer(self.map, np.uint32, 1, producer)
         self.cons = np.frombuffer(self.map, np.uint32, 1, consumer)
-        self.desc = np.frombuffer(self.map, np.uint64, RING_SIZE * entry_words, desc)
+        self.desc = np.frombuffer(self.map, np.uint64, entries * entry_words, desc)
 
     def close(self) -> None:
         self.prod = self.cons = self.desc = None
@@ -211,7 +216,7 @@ class XdpPort(Port):
                             f"packet:{self.iface.name}") from None
         self._sock = sock
         fd = sock.fileno()
-        nframes = 2 * RING_SIZE
+        nframes = RX_RING_SIZE + TX_RING_SIZE
         self._umem = mmap.mmap(-1, nframes * FRAME_SIZE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._umem_view = np.frombuffer(self._umem, dtype=np.uint8)
         try:
@@ -220,27 +225,30 @@ class XdpPort(Port):
         except OSError as e:
             raise PortError(f"xdp:{self.args}: cannot register the UMEM: {e.strerror} "
                             f"(needs root or CAP_IPC_LOCK for locked memory)") from None
-        for opt in (XDP_UMEM_FILL_RING, XDP_UMEM_COMPLETION_RING, XDP_RX_RING, XDP_TX_RING):
-            sock.setsockopt(SOL_XDP, opt, RING_SIZE)
+        for opt, entries in ((XDP_UMEM_FILL_RING, RX_RING_SIZE), (XDP_RX_RING, RX_RING_SIZE),
+                             (XDP_UMEM_COMPLETION_RING, TX_RING_SIZE),
+                             (XDP_TX_RING, TX_RING_SIZE)):
+            sock.setsockopt(SOL_XDP, opt, entries)
         try:
             # Newer kernels let one send() move more than 32 frames in copy mode.
-            sock.setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET, RING_SIZE)
+            sock.setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET, TX_RING_SIZE)
         except OSError:
             pass
         off = struct.unpack("16Q", sock.getsockopt(SOL_XDP, XDP_MMAP_OFFSETS, 128))
-        self.rx = _Ring(fd, off[0:4], XDP_PGOFF_RX_RING, 2)
+        self.rx = _Ring(fd, off[0:4], XDP_PGOFF_RX_RING, 2, RX_RING_SIZE)
         self._rings.append(self.rx)
-        self.tx = _Ring(fd, off[4:8], XDP_PGOFF_TX_RING, 2)
+        self.tx = _Ring(fd, off[4:8], XDP_PGOFF_TX_RING, 2, TX_RING_SIZE)
         self._rings.append(self.tx)
-        self.fill = _Ring(fd, off[8:12], XDP_UMEM_PGOFF_FILL_RING, 1)
+        self.fill = _Ring(fd, off[8:12], XDP_UMEM_PGOFF_FILL_RING, 1, RX_RING_SIZE)
         self._rings.append(self.fill)
-        self.comp = _Ring(fd, off[12:16], XDP_UMEM_PGOFF_COMPLETION_RING, 1)
+        self.comp = _Ring(fd, off[12:16], XDP_UMEM_PGOFF_COMPLETION_RING, 1, TX_RING_SIZE)
         self._rings.append(self.comp)
-        # Frames 0..RING_SIZE-1 receive, the rest transmit.
-        self.fill.desc[:] = np.arange(RING_SIZE, dtype=np.uint64) * FRAME_SIZE
-        self.fill.prod[0] = RING_SIZE
-        self._tx_free = np.arange(nframes - 1, RING_SIZE - 1, -1, dtype=np.uint64) * FRAME_SIZE
-        self._tx_nfree = np.array([RING_SIZE], dtype=np.int64)
+        # Frames 0..RX_RING_SIZE-1 receive, the rest transmit.
+        self.fill.desc[:] = np.arange(RX_RING_SIZE, dtype=np.uint64) * FRAME_SIZE
+        self.fill.prod[0] = RX_RING_SIZE
+        self._tx_free = np.arange(nframes - 1, RX_RING_SIZE - 1, -1,
+                                  dtype=np.uint64) * FRAME_SIZE
+        self._tx_nfree = np.array([TX_RING_SIZE], dtype=np.int64)
         self._errors = np.zeros(1, dtype=np.int64)
         self._attach_program()
         self.zerocopy = self._bind(mode)
@@ -296,7 +304,7 @@ class XdpPort(Port):
         first = batch.n
         avail = pool.alloc_into(batch, max_n)
         got = _rx(self._umem_view, self.rx.prod, self.rx.cons, self.rx.desc, self.fill.prod,
-                  self.fill.desc, RING_SIZE - 1, pool.data, pool.meta, pool.ts, batch.idx,
+                  self.fill.desc, RX_RING_SIZE - 1, pool.data, pool.meta, pool.ts, batch.idx,
                   first, avail, self.id, pool.max_frame, time.time_ns(), -FRAME_SIZE,
                   self._errors)
         pool.free(batch, first + got)
@@ -311,9 +319,9 @@ class XdpPort(Port):
         pool = self.pool or batch.pool
         done = sent = nbytes = rejected = 0
         for _attempt in range(4):  # completions free UMEM frames; give up after a few
-            _reclaim(self.comp.prod, self.comp.cons, self.comp.desc, RING_SIZE - 1,
+            _reclaim(self.comp.prod, self.comp.cons, self.comp.desc, TX_RING_SIZE - 1,
                      self._tx_free, self._tx_nfree)
-            q, b, r, k = _tx(self._umem_view, self.tx.prod, self.tx.desc, RING_SIZE - 1,
+            q, b, r, k = _tx(self._umem_view, self.tx.prod, self.tx.desc, TX_RING_SIZE - 1,
                              self._tx_free, self._tx_nfree, pool.data, pool.meta,
                              batch.idx[done:], batch.n - done, self._max_tx_len)
             sent, nbytes, rejected, done = sent + q, nbytes + b, rejected + r, done + k

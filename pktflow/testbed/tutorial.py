@@ -110,9 +110,12 @@ class TestbedRig(Rig):
     __test__ = False  # not a pytest class, despite the name
 
     def __init__(self, tb: Testbed, spec: StepSpec, workdir: Path, examples: Path = EXAMPLES,
-                 driver: str = "packet") -> None:
-        if driver not in DRIVERS:
-            raise StepError(f"driver must be one of {', '.join(DRIVERS)}, got {driver}")
+                 driver: str = "packet", gen_driver: str | None = None) -> None:
+        """`driver`: the NF's ports; `gen_driver`: the generator's (default the same)."""
+        gen_driver = gen_driver or driver
+        for d in (driver, gen_driver):
+            if d not in DRIVERS:
+                raise StepError(f"driver must be one of {', '.join(DRIVERS)}, got {d}")
         self.spec = spec
         self.tb = tb
         self.nf_proc: subprocess.Popen | None = None
@@ -121,7 +124,7 @@ class TestbedRig(Rig):
         try:
             with netns(tb.ns_path("gen")):
                 gen_ports = PortTable.from_specs(
-                    [f"{p}={driver}:{tb.intf('gen', p)}" for p in (0, 1)])
+                    [f"{p}={gen_driver}:{tb.intf('gen', p)}" for p in (0, 1)])
             self.gen_ports = gen_ports
             targets = workdir / "config.json"
             targets.write_text(json.dumps({TARGET: [str(gen_ports[p].mac) for p in (0, 1)]}))
@@ -198,6 +201,25 @@ class TestbedRig(Rig):
     @property
     def max_clones(self) -> int:
         return FlowConfig().max_clones  # the step programs run with the defaults
+
+    def notes(self) -> list[str]:
+        """Frames the kernel dropped because a socket's receive ring was full: on a real
+        wire a step that cannot keep up loses packets there, not in a queue we count."""
+        out = []
+        for name, ports in (("NF", self._stats()["ports"]), ("generator", None)):
+            for p in (0, 1):
+                if ports is None:
+                    port = self.gen_ports[p]
+                    refresh = getattr(port, "refresh_kernel_stats", None)
+                    if callable(refresh):
+                        refresh()
+                    dropped = port.stats.rx_dropped
+                else:
+                    dropped = ports[str(p)]["rx_dropped"]
+                if dropped:
+                    out.append(f"{name} port {p}: the kernel dropped {dropped} frames "
+                               f"(receive ring full)")
+        return out
 
     def finish_nf(self) -> dict[str, Any]:
         """Stop the NF as Ctrl-C does and read the conservation line of its summary."""

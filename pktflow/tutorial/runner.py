@@ -337,6 +337,11 @@ class Rig:
         """Stop the NF and return its final conservation counters."""
         raise NotImplementedError
 
+    def notes(self) -> list[str]:
+        """Remarks for the step's report that only this kind of rig knows (real-wire
+        drops, for example)."""
+        return []
+
     def close(self) -> None:
         """Stop the generator and the NF, release their ports."""
         raise NotImplementedError
@@ -615,6 +620,7 @@ def run_step(spec: StepSpec, packets: int = DEFAULT_PACKETS, examples: Path = EX
             if spec.scales:
                 result.checks.append(_scaling_check(result.peak_clones, reference_clones,
                                                     rig.max_clones))
+            result.notes += rig.notes()
             c = rig.finish_nf()
             result.checks.append(Check("NF counters add up", "entered == ended",
                                        f"{c['total_entered']} == {c['total_ended']}",

@@ -30,6 +30,8 @@ BPF_PSEUDO_MAP_FD = 1
 BPF_FUNC_redirect_map = 51
 XDP_PASS = 2
 XDP_MD_RX_QUEUE_INDEX = 16  # offsetof(struct xdp_md, rx_queue_index)
+BPF_PROG_INFO_NAME = 64  # offsetof(struct bpf_prog_info, name), a char[16]
+PROGRAM_NAME = "pktflow_xsk"  # how our program shows in `bpftool prog` and loaded_programs()
 
 
 class BpfError(RuntimeError):
@@ -98,7 +100,7 @@ class XskRedirect:
                                                     queues, None),
                                  "cannot create the XSKMAP (needs root or CAP_BPF)")
             code = redirect_program(self.map_fd)
-            self.prog_fd = _check(lib.bpf_prog_load(BPF_PROG_TYPE_XDP, b"pktflow_xsk",
+            self.prog_fd = _check(lib.bpf_prog_load(BPF_PROG_TYPE_XDP, PROGRAM_NAME.encode(),
                                                     b"Dual BSD/GPL", code, len(code) // 8, None),
                                   "the kernel refused the XDP program")
             with iface.netns.entered():  # an ifindex means something only in its namespace
@@ -133,3 +135,31 @@ class XskRedirect:
             if fd >= 0:
                 os.close(fd)
                 setattr(self, attr, -1)
+
+
+
+def loaded_programs(name: str = PROGRAM_NAME) -> list[int]:
+    """Ids of the BPF programs loaded anywhere in the kernel under `name` (pktflow's XDP
+    program by default), so tests and tools can check that a run left none behind."""
+    lib = libbpf()
+    lib.bpf_prog_get_next_id.argtypes = [ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
+    lib.bpf_prog_get_fd_by_id.argtypes = [ctypes.c_uint32]
+    lib.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, ctypes.c_void_p,
+                                           ctypes.POINTER(ctypes.c_uint32)]
+    found = []
+    prog_id = ctypes.c_uint32(0)
+    while lib.bpf_prog_get_next_id(prog_id.value, ctypes.byref(prog_id)) == 0:
+        fd = lib.bpf_prog_get_fd_by_id(prog_id.value)
+        if fd < 0:
+            continue  # unloaded meanwhile
+        try:
+            size = BPF_PROG_INFO_NAME + 16
+            info = ctypes.create_string_buffer(size)
+            length = ctypes.c_uint32(size)
+            if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(length)) == 0:
+                raw = info.raw[BPF_PROG_INFO_NAME:BPF_PROG_INFO_NAME + 16]
+                if raw.split(b"\0")[0].decode(errors="replace") == name:
+                    found.append(prog_id.value)
+        finally:
+            os.close(fd)
+    return found
