@@ -9,6 +9,7 @@ from typing import Any
 
 import scapy.layers.inet  # noqa: F401  (binds IP/TCP/UDP/ICMP under Ether)
 import scapy.layers.l2  # noqa: F401
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from pktflow.flow import FlowConfig, System
@@ -106,3 +107,16 @@ class NatRig:
         self.nf.close()
         self.peer.close()
         return final
+
+
+def checksums_right(p: Ether) -> bool:
+    """Scapy recomputes every checksum of `p`; True when all equal what arrived."""
+    fresh = p.copy()
+    for layer in (IP, TCP, UDP, ICMP):
+        if layer in fresh:
+            if layer is UDP and fresh[UDP].chksum == 0:
+                continue  # "no checksum" must stay so
+            del fresh[layer].chksum
+    fresh = Ether(bytes(fresh))
+    return all(fresh[layer].chksum == p[layer].chksum for layer in (IP, TCP, UDP, ICMP)
+               if layer in p)

@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import random
 
-from nat_helpers import GEN_MAC0, GEN_MAC1
+from nat_helpers import GEN_MAC0, GEN_MAC1, checksums_right
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
-
-
-def checksums_right(p: Ether) -> bool:
-    """Scapy recomputes every checksum of `p`; True when all equal what arrived."""
-    fresh = p.copy()
-    for layer in (IP, TCP, UDP, ICMP):
-        if layer in fresh:
-            if layer is UDP and fresh[UDP].chksum == 0:
-                continue  # "no checksum" must stay so
-            del fresh[layer].chksum
-    fresh = Ether(bytes(fresh))
-    return all(fresh[layer].chksum == p[layer].chksum for layer in (IP, TCP, UDP, ICMP)
-               if layer in p)
 
 
 def test_translation_checksums_both_ways(rig):
