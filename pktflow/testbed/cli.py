@@ -156,16 +156,21 @@ def _tutorial(args: argparse.Namespace) -> int:
     examples = Path(args.dir) if args.dir else EXAMPLES
     out = make_console(stderr=args.json)
     started = time.monotonic()
-    with Testbed.tutorial(mtu=MTU) as tb:
-        out.print(tb.summary(), highlight=False)
-        out.print(f"NF on tgt ({args.driver}:{tb.intf('tgt', 0)}, "
-                  f"{args.driver}:{tb.intf('tgt', 1)}), generator on gen\n", highlight=False)
+    try:
+        with Testbed.tutorial(mtu=MTU) as tb:
+            out.print(tb.summary(), highlight=False)
+            out.print(f"NF on tgt ({args.driver}:{tb.intf('tgt', 0)}, "
+                      f"{args.driver}:{tb.intf('tgt', 1)}), generator on gen\n",
+                      highlight=False)
 
-        def rig(spec, workdir):
-            return TestbedRig(tb, spec, workdir, examples, args.driver)
+            def rig(spec, workdir):
+                return TestbedRig(tb, spec, workdir, examples, args.driver)
 
-        results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples, "testbed",
-                             args.json, out, rig)
+            results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples,
+                                 "testbed", args.json, out, rig)
+    except KeyboardInterrupt:
+        print("interrupted: NF stopped, testbed torn down", file=sys.stderr)
+        return 130
     seconds = time.monotonic() - started
     passed = all(r.passed for r in results)
     if args.json:

@@ -152,9 +152,17 @@ def leftovers() -> dict[str, list]:
 
 
 def clean() -> dict[str, list]:
-    """Remove every leftover that `leftovers()` finds; returns what it removed."""
+    """Remove every leftover that `leftovers()` finds, and kill the processes still inside
+    its namespaces (an NF a killed `testbed tutorial` started); returns what it removed."""
     found = leftovers()
-    for pid in found["shells"]:
+    inside = []
+    for name in found["namespaces"]:
+        inside += [int(pid) for pid in
+                   run("ip", "netns", "pids", name, check=False).stdout.split()
+                   if pid.isdigit() and int(pid) not in found["shells"]]
+    if inside:
+        found["processes"] = inside
+    for pid in found["shells"] + inside:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
