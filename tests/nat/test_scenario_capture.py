@@ -15,7 +15,7 @@ from scapy.utils import rdpcap
 from pktflow.flow import FlowConfig, System
 from pktflow.pktgen import Pktgen
 from pktflow.ports.base import PortTable
-from pktflow.tutorial.nat import EXAMPLE
+from pktflow.tutorial.nat import TARGETS
 
 _names = itertools.count()
 
@@ -38,7 +38,7 @@ def run_generator_port(tmp_path: Path, gen_port: int, doc: dict,
         nf.start()
         nat_mac = str(nf.port_mac(1 - gen_port))
         gen = Pktgen(gen_ports, output=lambda _text: None)
-        assert gen.load(EXAMPLE.parent / "nat.pg") == []
+        assert gen.load(TARGETS.parent / "nat.pg") == []
         gen.execute(f"set {gen_port} count {count}")
         gen.execute(f"start {gen_port}")
         assert gen.wait_done(30)
