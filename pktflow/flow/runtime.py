@@ -42,6 +42,13 @@ DRAIN_TIMEOUT = 10.0  # seconds stop() waits for rings to empty
 # Scheduler thresholds (fractions of the interval a segment's clones were busy)
 RETIRE_BUSY = 0.3
 CLONE_BUSY = 0.5
+# An input this full (of its rings, or of the pool for a port's queue) is a sign of a
+# segment that does not keep up even when the backlog stays flat: a source held back by a
+# full ring or an empty pool cannot make it grow any more.
+HIGH_WATER = 0.75
+# A backlog the clones would need more than this many intervals to empty (at the rate they
+# handled packets in the last one) also asks for a clone, even while it shrinks.
+DRAIN_INTERVALS = 2
 
 
 class Counters:
@@ -211,6 +218,7 @@ class SegmentGroup:
         self.retired: list[SegmentRun] = []
         self.clones_made = 0
         self.last_backlog: int | None = None  # no sample yet
+        self.last_polled = 0  # packets every clone had polled at the last rescale
         self.full_intervals = 0
         self.peak = 0
         self.idle_intervals = 0
@@ -241,6 +249,19 @@ class SegmentGroup:
         port = self.plan.root.params.get("port")
         return int(getattr(port, "queued", 0) or 0)
 
+    def capacity(self) -> int:
+        """The most packets that can wait at this segment's input: its rings' sizes, or
+        for a port's queue the buffer pool (no queue holds more packets than exist)."""
+        rings = self.input_rings()
+        if rings:
+            return sum(r.size for r in rings)
+        return self.rt.pool.buffers
+
+    def polled(self) -> int:
+        """Packets every clone of this segment, retired ones included, has taken in."""
+        with self.lock:
+            return sum(run.packets for run in self.active + self.retired)
+
     def add_clone(self) -> SegmentRun:
         with self.lock:
             run = SegmentRun(self, self.clones_made)
@@ -266,13 +287,20 @@ class SegmentGroup:
             run.join()
 
     def rescale(self, interval: float) -> None:
-        """Clone when the input keeps growing; retire a clone after idle intervals."""
+        """Clone when the input backlog shows the clones do not keep up; retire a clone
+        after idle intervals."""
         busy = [run.take_busy() for run in self.active]
         backlog = self.backlog()
-        # Growing, or not shrinking while at least two batches wait (a full queue cannot
-        # grow any more): the clones do not keep up.
-        behind = (self.last_backlog is not None and backlog >= self.last_backlog
-                  and backlog >= 2 * self.rt.capacity)
+        polled = self.polled()
+        handled, self.last_polled = polled - self.last_polled, polled
+        behind = backlog >= 2 * self.rt.capacity and (
+            # growing, or not shrinking (a queue that is full cannot grow any more)
+            (self.last_backlog is not None and backlog >= self.last_backlog)
+            # near full: a source held back by a full queue or a dry pool leaves the
+            # backlog flat with noise, sometimes a little lower than the last sample
+            or backlog >= HIGH_WATER * self.capacity()
+            # shrinking, but too slowly: more than DRAIN_INTERVALS intervals of work left
+            or backlog > DRAIN_INTERVALS * handled)
         self.last_backlog = backlog
         plan = self.plan
         if not plan.clonable or plan.fixed_clones is not None or not busy:
@@ -287,8 +315,8 @@ class SegmentGroup:
             # a reason to clone.
             if self.full_intervals >= 2 and self.clones < self.rt.config.max_clones:
                 self.add_clone()
-                log.info("scheduler: %s gets clone %d (input backlog %d packets)",
-                         plan.name, self.clones, backlog)
+                log.info("scheduler: %s gets clone %d (input backlog %d packets, %d handled "
+                         "in the last interval)", plan.name, self.clones, backlog, handled)
                 self.full_intervals = 0
             return
         self.full_intervals = 0
