@@ -12,11 +12,13 @@ why, is logged once on the "pktflow.flow" logger.
 from __future__ import annotations
 
 import copy
+import dis
 import enum
 import inspect
 import logging
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -119,6 +121,131 @@ def copy_context(ctx: Any) -> Any:
     return copy.deepcopy(ctx)
 
 
+def is_kernel_bound(obj: Any) -> bool:
+    """Objects such as ACL tables: per-batch `kernel_state()` plus Numba `kernel_methods`."""
+    return (
+        not isinstance(obj, type)
+        and callable(getattr(obj, "kernel_state", None))
+        and isinstance(getattr(type(obj), "kernel_methods", None), dict)
+    )
+
+
+class PinnedVersion:
+    """A kernel-bound object seen through one `kernel_state()` for one batch.
+
+    The interpreted path gives the user function this instead of the live object, so a
+    live reload lands between batches there too: `obj.method(pkt, ...)` calls the same
+    kernel method the compiled path calls, with the state taken when the batch began.
+    Other attributes, and methods called without a packet, reach the live object.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+        state = obj.kernel_state()
+        for name, method in type(obj).kernel_methods.items():
+            setattr(self, name, self._pin(method, state, getattr(obj, name, None)))
+
+    @staticmethod
+    def _pin(method: Callable, state: tuple, live: Callable | None) -> Callable:
+        def call(pkt: Any, *args: Any) -> Any:
+            if isinstance(pkt, Packet):
+                return method(state, pkt.pool.data, pkt.pool.meta, pkt.b, *args)
+            if live is None:
+                raise TypeError(f"{method.__name__} takes a packet first, got {pkt!r}")
+            return live(pkt, *args)
+
+        return call
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._obj, name)
+
+    def __repr__(self) -> str:
+        return f"<pinned version of {self._obj!r}>"
+
+
+class _GlobalsOverlay(dict):
+    """A function's globals with some names replaced: the rest is read from the module
+    (at each access, so later module assignments are seen)."""
+
+    def __init__(self, base: dict, replaced: dict) -> None:
+        super().__init__(replaced)
+        self.base = base
+
+    def __missing__(self, name: str) -> Any:
+        return self.base[name]  # KeyError: the interpreter goes on to the builtins
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    """`code` and every function, lambda and comprehension body nested in it."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+class BatchBinder:
+    """Gives the interpreted path's user function one version of each kernel-bound object
+    it names (as a global or a closure variable) per batch.
+
+    `function()` returns the function to call for the next batch: the user's own when it
+    names none, else a twin whose globals and closure cells hold `PinnedVersion`s.
+    """
+
+    def __init__(self, func: Callable) -> None:
+        self.func = func
+        self.globals: list[str] = []
+        self.cells: list[int] = []
+        self.reason = ""  # why kernel-bound objects are read per packet, if they are
+        if not isinstance(func, types.FunctionType):
+            return
+        codes = list(_code_objects(func.__code__))
+        names = {n for c in codes for n in c.co_names}
+        self.globals = [n for n in sorted(names) if is_kernel_bound(func.__globals__.get(n))]
+        for i, cell in enumerate(func.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            if is_kernel_bound(value):
+                self.cells.append(i)
+        writes = {ins.opname for c in codes for ins in dis.get_instructions(c)}
+        if self.globals and writes & {"STORE_GLOBAL", "DELETE_GLOBAL"}:
+            # Its global assignments would land in the batch's twin globals and be lost.
+            self.reason = (f"it assigns globals, so {', '.join(self.globals)} "
+                           "is read per packet (a reload may land inside a batch)")
+            self.globals = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self.globals or self.cells)
+
+    def function(self) -> Callable:
+        """The user function bound to the versions current now."""
+        func = self.func
+        if not (self.globals or self.cells):
+            return func
+        glob = func.__globals__
+        if self.globals:
+            pinned = {}
+            for name in self.globals:
+                value = glob.get(name)
+                if is_kernel_bound(value):
+                    pinned[name] = PinnedVersion(value)
+            glob = _GlobalsOverlay(glob, pinned)
+        closure = func.__closure__
+        if self.cells:
+            cells = list(closure)
+            for i in self.cells:
+                value = cells[i].cell_contents
+                if is_kernel_bound(value):
+                    cells[i] = types.CellType(PinnedVersion(value))
+            closure = tuple(cells)
+        twin = types.FunctionType(func.__code__, glob, func.__name__, func.__defaults__,
+                                  closure)
+        twin.__kwdefaults__ = func.__kwdefaults__
+        return twin
+
+
 class PacketVector:
     """The interpreted face of a vector: `len(pkts)` and `pkts[i]` (a Packet view)."""
 
@@ -160,6 +287,7 @@ class NodeKernel:
         self.reason = ""
         self._last_exc: BaseException | None = None
         self._compiled: Any = None  # rewrite.CompiledKernel when path == "compiled"
+        self._binder = BatchBinder(_python_function(func))
         self.run: Callable[[Pool, np.ndarray, int, np.ndarray, Any], int] = self._run_python
 
     def last_error(self) -> str:
@@ -187,13 +315,27 @@ class NodeKernel:
         self._compiled = None
         self.run = self._run_python
         log.warning("node %s: %s runs interpreted: %s", self.name, self.kind.value, reason)
+        self._note_binding()
+
+    def _note_binding(self) -> None:
+        """Say once when the interpreted path cannot pin kernel-bound objects per batch."""
+        if self._binder.reason:
+            log.warning("node %s: %s", self.name, self._binder.reason)
+
+    def _batch_function(self) -> Callable:
+        """The function to call for one batch: kernel-bound objects pinned to one version
+        (a Numba dispatcher is called as it is: it cannot hold such objects)."""
+        binder = self._binder
+        if binder.active and binder.func is self.func:
+            return binder.function()
+        return self.func
 
     # The interpreted path: Python per packet, the same semantics as the compiled kernels.
     def _run_python(self, pool: Pool, idx: np.ndarray, n: int, out: np.ndarray, ctx: Any) -> int:
         """Run the function over `idx[:n]` through Packet views; see the class docstring."""
         if self.kind.is_vector:
             return self._run_vector(pool, idx, n, out, ctx)
-        func, kind = self.func, self.kind
+        func, kind = self._batch_function(), self.kind
         args = (ctx,) if self.takes_ctx else ()
         errors = 0
         for k in range(n):
@@ -228,7 +370,7 @@ class NodeKernel:
         if self.takes_ctx:
             args += (ctx,)
         try:
-            self.func(*args)
+            self._batch_function()(*args)
         except Exception as exc:  # noqa: BLE001  (a user error drops this vector only)
             self._last_exc = exc
             out[:n] = VERDICT_ERROR
@@ -271,6 +413,7 @@ def compile_node(
     if mode == "interpreted":
         kernel.reason = 'mode="interpreted" was asked for'
         log.info("node %s: %s runs interpreted (%s)", node_name, kind.value, kernel.reason)
+        kernel._note_binding()
         return kernel
     from pktflow.flow.rewrite import build_compiled_kernel
 
@@ -281,6 +424,7 @@ def compile_node(
             raise CompileError(f"{kind.value} {node_name} cannot be compiled: {exc}") from None
         kernel.reason = str(exc)
         log.warning("node %s: %s runs interpreted: %s", node_name, kind.value, exc)
+        kernel._note_binding()
         return kernel
     kernel._use_compiled(compiled)
     log.info("node %s: %s runs compiled", node_name, kind.value)

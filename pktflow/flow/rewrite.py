@@ -35,6 +35,7 @@ from pktflow.flow.compiler import (
     CompileError,
     NodeKind,
     _python_function,
+    is_kernel_bound,
 )
 from pktflow.packet import meta as M
 from pktflow.packet.accessors import acc
@@ -49,15 +50,6 @@ _INLINE = '@njit(cache=True, nogil=True, inline="always")\n'
 _ADDRESS_PARSERS = {"mac": parse_mac, "ipv4": parse_ipv4, "ipv6": parse_ipv6}
 # Packet attributes backed by a metadata column (read only, as in the object API).
 _META_ATTRS = {"length": M.LEN, "port": M.PORT, "start": M.START, "flags": M.FLAGS}
-
-
-def _is_kernel_bound(obj: Any) -> bool:
-    """Objects such as ACL tables: per-batch `kernel_state()` plus Numba `kernel_methods`."""
-    return (
-        not isinstance(obj, type)
-        and callable(getattr(obj, "kernel_state", None))
-        and isinstance(getattr(type(obj), "kernel_methods", None), dict)
-    )
 
 
 def _importable(obj: Any) -> tuple[str, str] | None:
@@ -405,7 +397,7 @@ class _Rewriter(ast.NodeTransformer):
     def bound_object(self, node: ast.AST) -> Any:
         if self._is_free(node):
             found, value = self.resolve(node.id)
-            if found and _is_kernel_bound(value):
+            if found and is_kernel_bound(value):
                 return value
         return None
 
@@ -653,7 +645,7 @@ class _Rewriter(ast.NodeTransformer):
             raise self.error(node, f"compiled code does not know packet attribute {attr!r}")
         if self._is_free(node.value):
             found, value = self.resolve(node.value.id)
-            if found and _is_kernel_bound(value):
+            if found and is_kernel_bound(value):
                 raise self.error(node, f"{node.value.id}.{node.attr} is not a kernel method "
                                        "call with a packet")
             if found and isinstance(value, types.ModuleType):
@@ -696,7 +688,7 @@ class _Rewriter(ast.NodeTransformer):
             return ast.Name(_helper(self.m, value, ()), ast.Load())
         if callable(value) and _importable(value) is not None:
             return ast.Name(self.m.import_object(value, f"{P}ext_{node.id}"), ast.Load())
-        if _is_kernel_bound(value):
+        if is_kernel_bound(value):
             raise self.error(node, f"{node.id} can only call its kernel methods on a packet")
         raise self.error(node, f"{node.id} is a {type(value).__name__}, which compiled code "
                                "cannot use")

@@ -402,6 +402,87 @@ def test_kernel_bound_state_is_read_once_per_batch():
     assert (out[ipv4] == 2).all()
 
 
+@njit(cache=True, nogil=True)
+def _version_of(state, data, meta, b):
+    return state[0][0]
+
+
+class Versioned:
+    """A kernel-bound object whose `reload()` installs a new version (a new state)."""
+
+    kernel_methods = {"version": _version_of}
+
+    def __init__(self) -> None:
+        self._state = (np.array([1], dtype=np.int64),)
+
+    def kernel_state(self) -> tuple:
+        return self._state
+
+    def reload(self) -> None:
+        self._state = (self._state[0] + 1,)
+
+    def version(self, pkt) -> int:
+        return int(self._state[0][0])
+
+
+VERSIONED = Versioned()
+
+
+def _reloads_mid_batch(pkt, ctx):
+    """Tags each packet with the version it saw; every fourth packet triggers a reload."""
+    ctx[0] += 1
+    if ctx[0] % 4 == 0:
+        VERSIONED.reload()  # lands in the middle of the batch
+    return VERSIONED.version(pkt)
+
+
+def test_interpreted_path_sees_one_version_per_batch():
+    kernel = compile_node(_reloads_mid_batch, NodeKind.SPLITTER, mode="interpreted")
+    pool, idx = load(FRAMES[:8])
+    out = np.zeros(8, dtype=np.int32)
+    ctx = [0]
+    first = VERSIONED.version(None)
+    for batch in range(3):
+        assert kernel.run(pool, idx, 8, out, ctx) == 0
+        # The reloads inside a batch take effect at the next batch, as on compiled code.
+        assert out.tolist() == [first + 2 * batch] * 8
+    assert VERSIONED.version(None) == first + 6  # the reloads themselves did happen
+
+    local = Versioned()  # the same through a closure variable, in a vector function
+
+    def tag(pkts, mask, answers, ctx):
+        for i in range(len(pkts)):
+            answers[i] = local.version(pkts[i])
+            local.reload()
+
+    kernel = compile_node(tag, NodeKind.VECTOR_SPLITTER, mode="interpreted")
+    for batch in range(2):
+        kernel.run(pool, idx, 8, out, None)
+        assert out.tolist() == [1 + 8 * batch] * 8
+    assert local.kernel_state()[0][0] == 17
+
+
+CALLS = 0
+
+
+def _counts_in_a_global(pkt, ctx):
+    global CALLS
+    CALLS += 1
+    return VERSIONED.version(pkt)
+
+
+def test_function_assigning_globals_keeps_them_and_says_why(caplog):
+    caplog.set_level(logging.INFO, logger="pktflow.flow")
+    kernel = compile_node(_counts_in_a_global, NodeKind.SPLITTER, mode="interpreted")
+    assert "assigns globals, so VERSIONED is read per packet" in caplog.text
+    pool, idx = load(FRAMES[:8])
+    out = np.zeros(8, dtype=np.int32)
+    before = CALLS
+    kernel.run(pool, idx, 8, out, None)
+    assert CALLS == before + 8  # the module's global, not a per-batch copy
+    assert (out == VERSIONED.version(None)).all()
+
+
 def test_generator_fills_fresh_packets():
     def gen(pkt, ctx):
         pkt.init_ipv4_udp(18)
@@ -555,9 +636,8 @@ def test_acl_table_is_kernel_bound(tmp_path):
     def accepted(pkt, ctx):
         return table.permit(pkt)
 
-    # IPv6 frames are left out: an IPv4-only table crashed the ACL kernel on them when this
-    # was written (reported to the ACL's owner).
-    frames = [f for f in FRAMES if f[12:14] != b"\x86\xdd"]
+    frames = FRAMES  # IPv6 frames included: an IPv4-only table leaves them unmatched
+    assert any(f[12:14] == b"\x86\xdd" for f in frames)
     run_both(accepted, NodeKind.SEPARATOR, frames=frames)
     verdicts, errors, results = run_both(by_rules, NodeKind.SPLITTER, frames=frames)
     assert errors == 0
@@ -566,6 +646,9 @@ def test_acl_table_is_kernel_bound(tmp_path):
         if _ipv4_ttl(frame) is not None and frame[12:14] == b"\x08\x00":
             sources.setdefault(frame[29], set()).add(int(verdicts[k]))
     assert sources == {0: {1}, 1: {1}, 2: {0}, 3: {2}}
+    # IPv6 (and ARP, broken) frames match only the ANY rule
+    assert {int(verdicts[k]) for k, frame in enumerate(ordered(frames))
+            if frame[12:14] == b"\x86\xdd"} == {2}
 
     kernel = results[0][0]
     pool, idx = load(frames)
