@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, njit, types
 from numba.core.errors import TypingError
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload
 
-from pktflow.acl.build import NO_PORT, NO_VLAN
+from pktflow.acl.build import BLOCK_WORDS, FIELD_WORDS, HEADER, NO_PORT, NO_VLAN, TRIE_STRIDE
 from pktflow.packet import meta as M
 from pktflow.packet import protocols  # noqa: F401  (fills the layer registry)
 from pktflow.packet.fields import LAYERS
@@ -47,12 +48,10 @@ _ETH_SRC = _where("eth", "src")[1]
 _ETH_DST = _where("eth", "dst")[1]
 _VLAN_COLUMN, _VID, _VID_SIZE, _VID_SHIFT, _VID_MAX = _where("vlan", "vid")
 
-_ONE = np.uint64(1)
-_DEBRUIJN = np.uint64(0x03F79D71B4CA8B09)
-_SHIFT = np.uint64(58)
-_DEBRUIJN_POS = np.zeros(64, dtype=np.int64)
-for _i in range(64):
-    _DEBRUIJN_POS[((1 << _i) * 0x03F79D71B4CA8B09 % (1 << 64)) >> 58] = _i
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_NONE = np.int64(1) << 62  # no rule found yet
+_BYTE = np.uint64(0xFF)
+_STRIDE = np.uint64(TRIE_STRIDE)
 _PORT_FLAGS = M.F_TCP | M.F_UDP
 LINEAR_SEARCH = 16  # intervals counted without branches; larger blocks are halved first
 
@@ -85,21 +84,33 @@ def _borrow_typed(a):
     return view
 
 
-@njit(cache=True, nogil=True)
-def _lowest_bit(x):
-    """Index of the lowest set bit of a non-zero uint64."""
-    return _DEBRUIJN_POS[((x & (~x + _ONE)) * _DEBRUIJN) >> _SHIFT]
+@njit(cache=True, nogil=True, inline="always")
+def _trie_row(table, field, key):
+    """Row of the interval of a trie field (see build._trie) that holds `key`. Every walk
+    takes the field's full number of levels: once at a row, it reads that row again, so
+    no branch depends on the key and walks of many packets overlap."""
+    at = HEADER + FIELD_WORDS * field
+    shift = np.uint64(table[at + 1])
+    i = np.uint64(table[at]) + (key >> shift)
+    entry = table[i]
+    for _ in range(table[at + 2]):
+        shift -= _STRIDE
+        below = np.uint64(-np.int64(entry)) + ((key >> shift) & _BYTE)
+        i = below if entry < 0 else i
+        entry = table[i]
+    return np.int64(entry)
 
 
 @njit(cache=True, nogil=True)
-def _row(bounds, index, field, key):
-    """Row of the interval of `field` that holds `key`: the skip table narrows it to the
-    intervals of the key's block; a dense block is halved down to a few, which are then
-    counted without branches (sorted starts at or below the key)."""
-    skip_at = index[1 + 2 * field]
-    block = np.int64(key >> np.uint64(index[2 + 2 * field]))
-    lo = index[skip_at + block]
-    hi = index[skip_at + block + 1]
+def _search_row(bounds, table, field, key):
+    """Row of the interval of a wide field that holds `key`: the skip table narrows it to
+    the intervals of the key's block; a dense block is halved down to a few, which are
+    then counted without branches (sorted starts at or below the key)."""
+    at = HEADER + FIELD_WORDS * field
+    skip_at = table[at]
+    block = np.int64(key >> np.uint64(table[at + 1]))
+    lo = np.int64(table[skip_at + block])
+    hi = np.int64(table[skip_at + block + 1])
     while hi - lo > LINEAR_SEARCH:
         mid = (lo + hi + 1) >> 1
         if bounds[mid] <= key:
@@ -115,17 +126,24 @@ def _row(bounds, index, field, key):
 # Every function below that takes arrays has a single return: Numba then drops the
 # reference counting of its array arguments, which otherwise costs more than the lookup.
 
-@njit(cache=True, nogil=True)
-def _first(bits, r0, r1, r2, r3, r4, r5, r6):
-    """Lowest rule set in all of rows r0..r6 (repeat a row for fewer fields), or -1."""
-    pos = -1
-    for w in range(bits.shape[1]):
-        x = (bits[r0, w] & bits[r1, w] & bits[r2, w] & bits[r3, w] & bits[r4, w]
-             & bits[r5, w] & bits[r6, w])
-        if x != 0:
-            pos = w * 64 + _lowest_bit(x)
-            break
-    return pos
+@njit(cache=True, nogil=True, inline="always")
+def _first(bits, rows):
+    """Lowest rule whose bit is set in every row of `rows` (a tuple), or -1. Words are
+    ANDed a block at a time; inside a block the lowest hit is kept without branches, so
+    the only unpredictable branch is the one that leaves at the first block with a hit."""
+    nblocks = bits.shape[1] // BLOCK_WORDS
+    pos = _NONE
+    block = 0
+    while block < nblocks:
+        base = block * BLOCK_WORDS
+        for j in range(BLOCK_WORDS - 1, -1, -1):
+            x = _ALL
+            for r in rows:
+                x &= bits[r, base + j]
+            hit = (base + j) * 64 + np.int64(trailing_zeros(x))
+            pos = hit if x != 0 else pos
+        block = nblocks if pos != _NONE else block + 1
+    return pos if pos != _NONE else -1
 
 
 @njit(cache=True, nogil=True)
@@ -149,61 +167,68 @@ def _ports(data, meta, b, flags):
 
 
 @njit(cache=True, nogil=True)
-def _result(index, nfields, pos, what):
+def _result(table, nfields, pos, what):
     """Rule index (what=0; -1 if none) or output (what=1; 0 if none) of family rule `pos`."""
-    return what - 1 if pos < 0 else index[1 + 2 * nfields + what * index[0] + pos]
+    return what - 1 if pos < 0 else table[HEADER + FIELD_WORDS * nfields + what * table[0] + pos]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _v4_pos(bounds, bits, index, data, meta, b, flags):
-    """Family position of the first IPv4 rule the packet matches, or -1."""
+def _v4_keys(data, meta, b, flags):
+    """(source, destination, protocol, source port, destination port) of an IPv4 packet."""
     sport, dport = _ports(data, meta, b, flags)
     l3 = meta[b, M.L3]
-    r0 = _row(bounds, index, 0, _be(data, b, l3 + _IP4_SRC, 4))
-    return _first(bits, r0, _row(bounds, index, 1, _be(data, b, l3 + _IP4_DST, 4)),
-                  _row(bounds, index, 2, np.uint64(meta[b, M.PROTO])),
-                  _row(bounds, index, 3, sport), _row(bounds, index, 4, dport), r0, r0)
+    return (_be(data, b, l3 + _IP4_SRC, 4), _be(data, b, l3 + _IP4_DST, 4),
+            np.uint64(meta[b, M.PROTO]), sport, dport)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _v6_pos(bounds, bits, index, data, meta, b, flags):
+def _v4_pos(bits, table, keys):
+    """Family position of the first IPv4 rule the 5-tuple `keys` matches, or -1."""
+    src, dst, proto, sport, dport = keys
+    return _first(bits, (_trie_row(table, 0, src), _trie_row(table, 1, dst),
+                         _trie_row(table, 2, proto), _trie_row(table, 3, sport),
+                         _trie_row(table, 4, dport)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _v6_pos(bounds, bits, table, data, meta, b, flags):
     """Family position of the first IPv6 rule the packet matches, or -1."""
     sport, dport = _ports(data, meta, b, flags)
     l3 = meta[b, M.L3]
-    return _first(bits,
-                  _row(bounds, index, 0, _be(data, b, l3 + _IP6_SRC, 8)),
-                  _row(bounds, index, 1, _be(data, b, l3 + _IP6_SRC + 8, 8)),
-                  _row(bounds, index, 2, _be(data, b, l3 + _IP6_DST, 8)),
-                  _row(bounds, index, 3, _be(data, b, l3 + _IP6_DST + 8, 8)),
-                  _row(bounds, index, 4, np.uint64(meta[b, M.PROTO])),
-                  _row(bounds, index, 5, sport), _row(bounds, index, 6, dport))
+    rows = (_search_row(bounds, table, 0, _be(data, b, l3 + _IP6_SRC, 8)),
+            _search_row(bounds, table, 1, _be(data, b, l3 + _IP6_SRC + 8, 8)),
+            _search_row(bounds, table, 2, _be(data, b, l3 + _IP6_DST, 8)),
+            _search_row(bounds, table, 3, _be(data, b, l3 + _IP6_DST + 8, 8)),
+            _trie_row(table, 4, np.uint64(meta[b, M.PROTO])), _trie_row(table, 5, sport),
+            _trie_row(table, 6, dport))
+    return _first(bits, rows)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _l3(v4_bounds, v4_bits, v4_index, v6_bounds, v6_bits, v6_index, data, meta, b, what):
+def _l3(v4_bits, v4_table, v6_bounds, v6_bits, v6_table, data, meta, b, what):
     flags = meta[b, M.FLAGS]
     found = what - 1
     if flags & M.F_IPV4:
-        pos = _v4_pos(v4_bounds, v4_bits, v4_index, data, meta, b, flags)
-        found = _result(v4_index, 5, pos, what)
+        pos = _v4_pos(v4_bits, v4_table, _v4_keys(data, meta, b, flags))
+        found = _result(v4_table, 5, pos, what)
     elif flags & M.F_IPV6:
-        pos = _v6_pos(v6_bounds, v6_bits, v6_index, data, meta, b, flags)
-        found = _result(v6_index, 7, pos, what)
+        pos = _v6_pos(v6_bounds, v6_bits, v6_table, data, meta, b, flags)
+        found = _result(v6_table, 7, pos, what)
     return found
 
 
 @njit(cache=True, nogil=True)
 def l3_match(state, data, meta, b):
     """Index in the table of the first L3 rule the packet matches, or -1."""
-    return _l3(_borrow(state[0]), _borrow(state[1]), _borrow(state[2]), _borrow(state[3]),
-               _borrow(state[4]), _borrow(state[5]), _borrow(data), _borrow(meta), b, 0)
+    return _l3(_borrow(state[1]), _borrow(state[2]), _borrow(state[3]), _borrow(state[4]),
+               _borrow(state[5]), _borrow(data), _borrow(meta), b, 0)
 
 
 @njit(cache=True, nogil=True)
 def l3_output(state, data, meta, b):
     """Output of the first matching L3 rule (Accept 1, Reject 0, flow n); 0 if none."""
-    return _l3(_borrow(state[0]), _borrow(state[1]), _borrow(state[2]), _borrow(state[3]),
-               _borrow(state[4]), _borrow(state[5]), _borrow(data), _borrow(meta), b, 1)
+    return _l3(_borrow(state[1]), _borrow(state[2]), _borrow(state[3]), _borrow(state[4]),
+               _borrow(state[5]), _borrow(data), _borrow(meta), b, 1)
 
 
 @njit(cache=True, nogil=True)
@@ -212,19 +237,60 @@ def l3_permit(state, data, meta, b):
     return l3_output(state, data, meta, b) != 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _classify_v4_tuples(bits, table, tuples, n, rows, out):
+    """Outputs of the IPv4 5-tuples `tuples[:, :n]` into `out[:n]`, a phase at a time:
+    each field's rows for all tuples (one small table at a time, walks that overlap),
+    then each tuple's AND. `rows` may be `tuples` itself."""
+    for f in range(5):
+        for k in range(n):
+            rows[f, k] = _trie_row(table, f, np.uint64(tuples[f, k]))
+    for k in range(n):
+        pos = _first(bits, (rows[0, k], rows[1, k], rows[2, k], rows[3, k], rows[4, k]))
+        out[k] = _result(table, 5, pos, 1)
+
+
+@njit(cache=True, nogil=True)
+def l3_classify_ipv4_tuples(state, tuples, n, out):
+    """Outputs of `n` IPv4 5-tuples given as columns of `tuples` (uint32, shape (5, >= n):
+    source, destination, protocol, source port, destination port; a port is NO_PORT for
+    a packet without TCP/UDP ports), as an IPv4 packet with those fields would get."""
+    rows = np.empty((5, n), dtype=np.uint32)
+    _classify_v4_tuples(_borrow(state[1]), _borrow(state[2]), _borrow(tuples), n, rows, out)
+
+
 @njit(cache=True, nogil=True)
 def l3_classify_batch(state, data, meta, idx, n, out):
-    """Outputs of `n` packets `idx[:n]` into `out[:n]`; one version for the whole batch."""
-    v4_bounds, v4_bits, v4_index = _borrow(state[0]), _borrow(state[1]), _borrow(state[2])
-    v6_bounds, v6_bits, v6_index = _borrow(state[3]), _borrow(state[4]), _borrow(state[5])
+    """Outputs of `n` packets `idx[:n]` into `out[:n]`; one version for the whole batch.
+
+    IPv4 packets' 5-tuples are gathered first and classified a field at a time (see
+    `_classify_v4_tuples`); other packets are classified one by one as they come."""
+    v4_bits, v4_table = _borrow(state[1]), _borrow(state[2])
+    v6_bounds, v6_bits, v6_table = _borrow(state[3]), _borrow(state[4]), _borrow(state[5])
     data_view, meta_view = _borrow(data), _borrow(meta)
+    tuples = np.empty((5, n), dtype=np.uint32)
+    slots = np.empty(n, dtype=np.int64)
+    m = 0
     for k in range(n):
-        out[k] = _l3(v4_bounds, v4_bits, v4_index, v6_bounds, v6_bits, v6_index, data_view,
-                     meta_view, idx[k], 1)
+        b = idx[k]
+        flags = meta_view[b, M.FLAGS]
+        if flags & M.F_IPV4:
+            src, dst, proto, sport, dport = _v4_keys(data_view, meta_view, b, flags)
+            tuples[0, m], tuples[1, m], tuples[2, m] = src, dst, proto
+            tuples[3, m], tuples[4, m] = sport, dport
+            slots[m] = k
+            m += 1
+        else:
+            out[k] = _l3(v4_bits, v4_table, v6_bounds, v6_bits, v6_table, data_view,
+                         meta_view, b, 1)
+    found = np.empty(m, dtype=np.int32)
+    _classify_v4_tuples(v4_bits, v4_table, tuples, m, tuples, found)
+    for j in range(m):
+        out[slots[j]] = found[j]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _l2(bounds, bits, index, data, meta, b, what):
+def _l2(bounds, bits, table, data, meta, b, what):
     flags = meta[b, M.FLAGS]
     start = meta[b, M.START]
     type_at = start + 12 + 4 * meta[b, M.NVLAN]
@@ -234,11 +300,10 @@ def _l2(bounds, bits, index, data, meta, b, what):
         if flags & M.F_VLAN:
             raw = _be(data, b, meta[b, _VLAN_COLUMN] + _VID, _VID_SIZE)
             vlan = (raw >> np.uint64(_VID_SHIFT)) & np.uint64(_VID_MAX)
-        r0 = _row(bounds, index, 0, _be(data, b, start + _ETH_SRC, 6))
-        pos = _first(bits, r0, _row(bounds, index, 1, _be(data, b, start + _ETH_DST, 6)),
-                     _row(bounds, index, 2, _be(data, b, type_at, 2)),
-                     _row(bounds, index, 3, vlan), r0, r0, r0)
-        found = _result(index, 4, pos, what)
+        rows = (_search_row(bounds, table, 0, _be(data, b, start + _ETH_SRC, 6)),
+                _search_row(bounds, table, 1, _be(data, b, start + _ETH_DST, 6)),
+                _trie_row(table, 2, _be(data, b, type_at, 2)), _trie_row(table, 3, vlan))
+        found = _result(table, 4, _first(bits, rows), what)
     return found
 
 
@@ -265,7 +330,7 @@ def l2_permit(state, data, meta, b):
 @njit(cache=True, nogil=True)
 def l2_classify_batch(state, data, meta, idx, n, out):
     """Outputs of `n` frames `idx[:n]` into `out[:n]`; one version for the whole batch."""
-    bounds, bits, index = _borrow(state[0]), _borrow(state[1]), _borrow(state[2])
+    bounds, bits, table = _borrow(state[0]), _borrow(state[1]), _borrow(state[2])
     data_view, meta_view = _borrow(data), _borrow(meta)
     for k in range(n):
-        out[k] = _l2(bounds, bits, index, data_view, meta_view, idx[k], 1)
+        out[k] = _l2(bounds, bits, table, data_view, meta_view, idx[k], 1)

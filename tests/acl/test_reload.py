@@ -179,7 +179,7 @@ def test_a_table_too_large_to_compile_is_refused_like_a_bad_file(tmp_path, tutor
     path = tmp_path / "big.conf"
     path.write_text(RULES1)
     rules = L3Rules.load(path)
-    monkeypatch.setattr("pktflow.acl.build.MAX_BITS_BYTES", 256)
+    monkeypatch.setattr("pktflow.acl.build.MAX_TABLE_BYTES", 256)
     path.write_text("".join(f"10.0.{i}.0/24 ANY ANY ANY {i} 1\n" for i in range(100)))
     assert rules.reload() is False
     assert "need more than" in rules.status()["last_error"]
