@@ -5,8 +5,13 @@
     -> sender graph) with AF_XDP and with AF_PACKET, and dpdk-testpmd (io forwarding) with
     its net_af_xdp and net_af_packet vdevs.
 (b) Generation: pktflow's generator against trafgen, each sending on src -> fwd alone.
-Every rate is measured the same way: frames counted by the receiving interface, best
-one-second window, so start-up time (compiling, EAL init) is left out.
+
+Every rate is measured the same way: the receiving interface's packet counter over the
+same RUN_S window, after the contender started (compiling, EAL init) and traffic ran for
+a moment. The offered rate is the forwarder's input interface over that window. CPU is the
+contender's process (all threads) over the window: testpmd polls, pktflow sleeps when idle.
+Contenders take turns for ROUNDS rounds and each keeps its best round, so a burst of load
+from elsewhere on a shared machine does not decide a ratio.
 """
 
 from __future__ import annotations
@@ -19,13 +24,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pktflow.testbed.net import VethLab
 
-WINDOW_S = 1.0
-RUN_S = 4.0
-TRAFGEN_RATE = "400000pps"  # offered load for (a): the same for every forwarder
+RUN_S = 3.0  # measuring window
+SETTLE_S = 1.0  # traffic runs this long before the window opens
+ROUNDS = 2
+START_TIMEOUT = 120.0  # a contender's start-up: EAL set-up, compiling (first run) or loading
+# Offered loads for (a), the same for every forwarder: a fixed rate every contender should
+# carry, and trafgen flat out (one sending process), which finds a forwarder's limit.
+LOADS = (("400 kpps", "400000pps"), ("trafgen max", None))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Figure:
+    """One contender's run: received rate, offered rate (forwarding), CPU in cores."""
+
+    pps: float
+    offered: float = 0.0
+    cpu: float = 0.0
 
 
 def _rx_packets(lab: VethLab, host: str, ifname: str) -> int:
@@ -34,102 +55,179 @@ def _rx_packets(lab: VethLab, host: str, ifname: str) -> int:
     return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
 
 
-def _best_window_pps(lab: VethLab, host: str, ifname: str, seconds: float) -> float:
-    """Sample the interface's receive counter and return the best one-second rate."""
-    samples = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        samples.append((time.monotonic(), _rx_packets(lab, host, ifname)))
-        time.sleep(0.1)
-    best = 0.0
-    for i, (t0, c0) in enumerate(samples):
-        for t1, c1 in samples[i + 1:]:
-            if t1 - t0 >= WINDOW_S:
-                best = max(best, (c1 - c0) / (t1 - t0))
-                break
-    return best
+def _cpu_seconds(pgid: int) -> float:
+    """User + system CPU so far of every process (and thread) in process group `pgid`."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
-def _trafgen(lab: VethLab, conf: Path, rate: str | None) -> subprocess.Popen:
-    argv = ["trafgen", "-o", "s0", "-i", str(conf), "-q"] + (["-b", rate] if rate else [])
-    return lab.exec("src", *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _window(lab: VethLab, counted: tuple[str, str], offered: tuple[str, str] | None,
+            pid: int) -> Figure:
+    """Rates over RUN_S: packets arriving at `counted` (host, interface), at `offered`,
+    and the CPU the process group of `pid` used."""
+    c0 = _rx_packets(lab, *counted)
+    o0 = _rx_packets(lab, *offered) if offered else 0
+    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+    time.sleep(RUN_S)
+    c1 = _rx_packets(lab, *counted)
+    o1 = _rx_packets(lab, *offered) if offered else 0
+    cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+    seconds = t1 - t0
+    return Figure((c1 - c0) / seconds, (o1 - o0) / seconds, (cpu1 - cpu0) / seconds)
 
 
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
+def _start(lab: VethLab, host: str, *argv: str, **kwargs) -> subprocess.Popen:
+    """Start a contender in a host's namespace, in a process group of its own: trafgen
+    forks a worker per CPU, and stopping must reach every one of them."""
+    return lab.exec(host, *argv, start_new_session=True, **kwargs)
+
+
+def _trafgen(lab: VethLab, conf: Path, rate: str | None, cpus: int | None = None,
+             ) -> subprocess.Popen:
+    argv = ["trafgen", "-o", "s0", "-i", str(conf)] + (["-b", rate] if rate else [])
+    argv += ["--cpus", str(cpus)] if cpus else []
+    return _start(lab, "src", *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGINT the contender's process group (as Ctrl-C would), SIGKILL it if it lingers."""
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
         try:
             proc.wait(10)
+            # The leader is gone; make sure no forked worker of its group survives it.
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            continue
 
 
-def _forward_pktflow(lab: VethLab, tmp: Path, driver: str, conf: Path) -> float:
+def _forward_pktflow(lab: VethLab, tmp: Path, driver: str, conf: Path, rate: str | None,
+                     ) -> Figure:
     program = tmp / "fwd.py"
     program.write_text("def build(nf):\n    nf.sender(nf.receiver(0), 1)\n")
-    nf = lab.exec("fwd", sys.executable, "-m", "pktflow", "flow", "run", str(program),
-                  "--port", f"0={driver}:f0", "--port", f"1={driver}:f1",
-                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return _forward_run(lab, nf, conf, warmup=6.0)
-
-
-def _forward_testpmd(lab: VethLab, vdev: str, conf: Path) -> float:
-    args = {"net_af_packet": "iface={},qpairs=1", "net_af_xdp": "iface={},start_queue=0"}[vdev]
-    # --file-prefix keeps this run's EAL files apart from any other DPDK process.
-    pmd = lab.exec("fwd", "dpdk-testpmd", "--no-huge", "--file-prefix", f"pftwire{os.getpid()}",
-                   "-m", "1024", "--no-pci", "-l", "0-1",
-                   "--vdev", f"{vdev}0,{args.format('f0')}",
-                   "--vdev", f"{vdev}1,{args.format('f1')}", "--",
-                   "--forward-mode=io", "--auto-start", "--total-num-mbufs=16384",
-                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                   text=True)
+    log = tmp / f"nf-{driver}.log"
+    with open(log, "w") as out:
+        nf = _start(lab, "fwd", sys.executable, "-m", "pktflow", "flow", "run", str(program),
+                    "--port", f"0={driver}:f0", "--port", f"1={driver}:f1",
+                    stdout=out, stderr=subprocess.STDOUT)
     try:
-        return _forward_run(lab, pmd, conf, warmup=4.0)
+        return _forward_run(lab, nf, conf, log, rate)
     finally:
-        # testpmd's libxdp attaches without a BPF link (no bpffs here): a testpmd that had to
-        # be killed leaves its program, which would swallow the next contender's frames.
+        _stop(nf)
+
+
+def _forward_testpmd(lab: VethLab, vdev: str, conf: Path, rate: str | None) -> Figure:
+    args = {"net_af_packet": "iface={},qpairs=1", "net_af_xdp": "iface={},start_queue=0"}[vdev]
+    # A prefix of its own per run keeps this run's EAL files apart from any other DPDK
+    # process, including the previous contender if it is still going away.
+    prefix = f"pftwire{os.getpid()}{vdev[4:]}{time.monotonic_ns() % 100000}"
+    log = Path(tempfile.gettempdir()) / f"{prefix}.log"
+    with open(log, "w") as out:
+        pmd = _start(lab, "fwd", "dpdk-testpmd", "--no-huge", "--file-prefix", prefix,
+                     "-m", "1024", "--no-pci", "-l", "0-1",
+                     "--vdev", f"{vdev}0,{args.format('f0')}",
+                     "--vdev", f"{vdev}1,{args.format('f1')}", "--",
+                     "--forward-mode=io", "--auto-start", "--total-num-mbufs=16384",
+                     stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        return _forward_run(lab, pmd, conf, log, rate)
+    finally:
+        log.unlink(missing_ok=True)
+        try:
+            pmd.stdin.write("\n")
+            pmd.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        _stop(pmd)
+        # testpmd's libxdp attaches without a BPF link (no bpffs here): a testpmd that had
+        # to be killed leaves its program, which would swallow the next contender's frames.
         for ifname in ("f0", "f1"):
             subprocess.run(["ip", "-n", lab.ns("fwd"), "link", "set", "dev", ifname, "xdp",
                             "off"], capture_output=True)
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
 
 
-def _forward_run(lab: VethLab, forwarder: subprocess.Popen, conf: Path, warmup: float) -> float:
+def _forward_run(lab: VethLab, forwarder: subprocess.Popen, conf: Path, log: Path,
+                 rate: str | None) -> Figure:
+    """Offer trafgen's load, wait until frames come out at the far end (the forwarder has
+    started: EAL set up, kernels compiled), let it settle, then measure."""
+    gen = _trafgen(lab, conf, rate, cpus=1)
     try:
-        time.sleep(warmup)
+        _wait_arriving(lab, ("dst", "d0"), forwarder, log)
+        time.sleep(SETTLE_S)
         if forwarder.poll() is not None:
-            raise RuntimeError(f"forwarder exited: {forwarder.stderr.read()[-500:]}")
-        gen = _trafgen(lab, conf, TRAFGEN_RATE)
-        try:
-            return _best_window_pps(lab, "dst", "d0", RUN_S)
-        finally:
-            _stop(gen)
+            raise RuntimeError(f"forwarder exited: {log.read_text()[-500:]}")
+        return _window(lab, ("dst", "d0"), ("fwd", "f0"), forwarder.pid)
     finally:
-        if forwarder.stdin:
+        _stop(gen)
+
+
+def _wait_arriving(lab: VethLab, where: tuple[str, str], proc: subprocess.Popen, log: Path,
+                   timeout: float = START_TIMEOUT) -> None:
+    """Wait until packets arrive at `where` (host, interface) while `proc` runs."""
+    first = _rx_packets(lab, *where)
+    deadline = time.monotonic() + timeout
+    while _rx_packets(lab, *where) - first < 1000:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text()[-500:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing arrived within {timeout:g} s: "
+                               f"{log.read_text()[-500:]}")
+        time.sleep(0.2)
+
+
+def _generate_pktflow(lab: VethLab, tmp: Path, driver: str) -> Figure:
+    log = tmp / f"pktgen-{driver}.log"
+    with open(log, "w") as out:
+        gen = _start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", "--port",
+                     f"0={driver}:s0", "--run-for", str(START_TIMEOUT + 30), "--json",
+                     "-f", "/dev/null", stdout=out, stderr=subprocess.STDOUT)
+    try:
+        # Sending starts once the generator has loaded: wait for the first frames.
+        _wait_arriving(lab, ("fwd", "f0"), gen, log)
+        time.sleep(SETTLE_S)
+        return _window(lab, ("fwd", "f0"), None, gen.pid)
+    finally:
+        _stop(gen)
+
+
+def _generate_trafgen(lab: VethLab, conf: Path, cpus: int | None = None) -> Figure:
+    gen = _trafgen(lab, conf, None, cpus)
+    try:
+        time.sleep(SETTLE_S)
+        return _window(lab, ("fwd", "f0"), None, gen.pid)
+    finally:
+        _stop(gen)
+
+
+def _best_of_rounds(contenders: list[tuple[str, Callable[[], Figure]]],
+                    show: Callable[[str, Figure], None]) -> dict[str, Figure]:
+    best: dict[str, Figure] = {}
+    for _round in range(ROUNDS):
+        for name, run in contenders:
             try:
-                forwarder.stdin.write("\n")
-                forwarder.stdin.close()
-            except (BrokenPipeError, OSError):
-                pass
-        _stop(forwarder)
-
-
-def _generate_pktflow(lab: VethLab, driver: str) -> float:
-    gen = lab.exec("src", sys.executable, "-m", "pktflow", "pktgen", "--port", f"0={driver}:s0",
-                   "--run-for", str(RUN_S + 6), "--json", "-f", "/dev/null",
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        return _best_window_pps(lab, "fwd", "f0", RUN_S + 4)
-    finally:
-        _stop(gen)
-
-
-def _generate_trafgen(lab: VethLab, conf: Path) -> float:
-    gen = _trafgen(lab, conf, None)
-    try:
-        return _best_window_pps(lab, "fwd", "f0", RUN_S)
-    finally:
-        _stop(gen)
+                fig = run()
+            except Exception as e:  # one contender failing must not hide the others
+                print(f"{name}: failed: {e}", flush=True)
+                continue
+            if name not in best or fig.pps > best[name].pps:
+                best[name] = fig
+    for name, fig in best.items():
+        show(name, fig)
+    return best
 
 
 def main() -> None:
@@ -140,6 +238,8 @@ def main() -> None:
         if not shutil.which(tool):
             print(f"wire: {tool} not found: apt-get install netsniff-ng dpdk")
             return
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"({os.cpu_count()} CPUs)", flush=True)
     links = [("src", "s0", "fwd", "f0"), ("fwd", "f1", "dst", "d0")]
     with VethLab(f"wire{os.getpid() % 10000}", ["src", "fwd", "dst"], links) as lab, \
             tempfile.TemporaryDirectory() as tmpdir:
@@ -148,34 +248,46 @@ def main() -> None:
         # 60-byte frames (64 on the wire with FCS) to an experimental ethertype.
         conf.write_text("{ eth(da=02:00:00:00:00:02, sa=02:00:00:00:00:01, type=0x88b5), "
                         "fill(0x00, 46) }\n")
-        results = {}
-        for name, run in (
-                ("pktflow af_xdp", lambda: _forward_pktflow(lab, tmp, "xdp", conf)),
-                ("testpmd af_xdp", lambda: _forward_testpmd(lab, "net_af_xdp", conf)),
-                ("pktflow af_packet", lambda: _forward_pktflow(lab, tmp, "packet", conf)),
-                ("testpmd af_packet", lambda: _forward_testpmd(lab, "net_af_packet", conf))):
-            try:
-                results[name] = run()
-                print(f"forward {name}: {results[name] / 1e6:.3f} Mpps "
-                      f"(offered {TRAFGEN_RATE}, 64 B)", flush=True)
-            except Exception as e:  # one contender failing must not hide the others
-                print(f"forward {name}: failed: {e}", flush=True)
-        for sock in ("af_xdp", "af_packet"):
-            ours, peer = results.get(f"pktflow {sock}"), results.get(f"testpmd {sock}")
-            if ours and peer:
-                print(f"ratio pktflow/testpmd forward {sock}: {ours / peer:.2f}")
-        gen = {}
-        for name, run in (("pktflow xdp", lambda: _generate_pktflow(lab, "xdp")),
-                          ("pktflow packet", lambda: _generate_pktflow(lab, "packet")),
-                          ("trafgen", lambda: _generate_trafgen(lab, conf))):
-            try:
-                gen[name] = run()
-                print(f"generate {name}: {gen[name] / 1e6:.3f} Mpps (64 B)", flush=True)
-            except Exception as e:
-                print(f"generate {name}: failed: {e}", flush=True)
-        best = max((gen.get("pktflow xdp", 0), gen.get("pktflow packet", 0)))
-        if best and gen.get("trafgen"):
-            print(f"ratio pktflow/trafgen generate: {best / gen['trafgen']:.2f}")
+
+        for load, rate in LOADS:
+            def show_forward(name: str, f: Figure, load: str = load) -> None:
+                print(f"forward {name} at {load}: {f.pps / 1e6:.3f} Mpps of "
+                      f"{f.offered / 1e6:.3f} offered ({100 * f.pps / max(f.offered, 1):.1f}%,"
+                      f" 64 B; forwarder CPU {f.cpu:.2f} cores)", flush=True)
+
+            fwd = _best_of_rounds([
+                ("pktflow af_xdp", lambda r=rate: _forward_pktflow(lab, tmp, "xdp", conf, r)),
+                ("testpmd af_xdp", lambda r=rate: _forward_testpmd(lab, "net_af_xdp", conf, r)),
+                ("pktflow af_packet",
+                 lambda r=rate: _forward_pktflow(lab, tmp, "packet", conf, r)),
+                ("testpmd af_packet",
+                 lambda r=rate: _forward_testpmd(lab, "net_af_packet", conf, r))],
+                show_forward)
+            for sock in ("af_xdp", "af_packet"):
+                ours, peer = fwd.get(f"pktflow {sock}"), fwd.get(f"testpmd {sock}")
+                if ours and peer and peer.pps and peer.offered and ours.offered:
+                    # trafgen shares the CPUs with the forwarder, so what it manages to
+                    # offer differs a little between contenders: compare both the rates and
+                    # the share of the offered load each one carried.
+                    share = (ours.pps / ours.offered) / (peer.pps / peer.offered)
+                    print(f"ratio pktflow/testpmd forward {sock} at {load}: "
+                          f"{ours.pps / peer.pps:.2f} (share of offered: {share:.2f})")
+
+        def show_generate(name: str, f: Figure) -> None:
+            print(f"generate {name}: {f.pps / 1e6:.3f} Mpps (64 B; CPU {f.cpu:.2f} cores)",
+                  flush=True)
+
+        gen = _best_of_rounds([
+            ("pktflow xdp", lambda: _generate_pktflow(lab, tmp, "xdp")),
+            ("pktflow packet", lambda: _generate_pktflow(lab, tmp, "packet")),
+            ("trafgen", lambda: _generate_trafgen(lab, conf)),
+            ("trafgen 1 cpu", lambda: _generate_trafgen(lab, conf, 1))], show_generate)
+        ours = max((gen[k].pps for k in ("pktflow xdp", "pktflow packet") if k in gen),
+                   default=0.0)
+        for peer in ("trafgen", "trafgen 1 cpu"):
+            if ours and peer in gen and gen[peer].pps:
+                print(f"ratio pktflow/{peer} generate: {ours / gen[peer].pps:.2f}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
