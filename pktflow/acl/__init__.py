@@ -15,6 +15,7 @@ from pktflow.acl.kernels import (
     l2_output,
     l2_permit,
     l3_classify_batch,
+    l3_classify_ipv4_tuples,
     l3_match,
     l3_output,
     l3_permit,
@@ -34,6 +35,6 @@ from pktflow.acl.table import L2Rules, L2RuleSet, L3Rules, L3RuleSet, RuleSet, R
 __all__ = [
     "L2Rule", "L2RuleSet", "L2Rules", "L3Rule", "L3RuleSet", "L3Rules", "RuleError",
     "RuleLineError", "RuleSet", "RuleTable", "l2_classify_batch", "l2_match", "l2_output",
-    "l2_permit", "l3_classify_batch", "l3_match", "l3_output", "l3_permit", "parse_l2_json",
-    "parse_l2_text", "parse_l3_json", "parse_l3_text",
+    "l2_permit", "l3_classify_batch", "l3_classify_ipv4_tuples", "l3_match", "l3_output",
+    "l3_permit", "parse_l2_json", "parse_l2_text", "parse_l3_json", "parse_l3_text",
 ]
