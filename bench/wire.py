@@ -33,6 +33,7 @@ from pktflow.testbed.net import VethLab
 RUN_S = 3.0  # measuring window
 SETTLE_S = 1.0  # traffic runs this long before the window opens
 ROUNDS = 2
+FORWARD_CPU = "1-1"  # a CPU list (a bare "1" would mean one core, the first)
 START_TIMEOUT = 120.0  # a contender's start-up: EAL set-up, compiling (first run) or loading
 # Offered loads for (a), the same for every forwarder: a fixed rate every contender should
 # carry, and trafgen flat out (one sending process), which finds a forwarder's limit.
@@ -122,7 +123,9 @@ def _forward_pktflow(lab: VethLab, tmp: Path, driver: str, conf: Path, rate: str
     with open(log, "w") as out:
         nf = _start(lab, "fwd", sys.executable, "-m", "pktflow", "flow", "run", str(program),
                     "--port", f"0={driver}:f0", "--port", f"1={driver}:f1",
-                    stdout=out, stderr=subprocess.STDOUT)
+                    # CPU 1, as testpmd's forwarding lcore (-l 0-1: lcore 0 only waits
+                    # for Enter); trafgen's single sender runs on CPU 0.
+                    "--cores", FORWARD_CPU, stdout=out, stderr=subprocess.STDOUT)
     try:
         return _forward_run(lab, nf, conf, log, rate)
     finally:
@@ -284,9 +287,14 @@ def main() -> None:
             ("trafgen 1 cpu", lambda: _generate_trafgen(lab, conf, 1))], show_generate)
         ours = max((gen[k].pps for k in ("pktflow xdp", "pktflow packet") if k in gen),
                    default=0.0)
+        packet = gen["pktflow packet"].pps if "pktflow packet" in gen else 0.0
         for peer in ("trafgen", "trafgen 1 cpu"):
-            if ours and peer in gen and gen[peer].pps:
-                print(f"ratio pktflow/{peer} generate: {ours / gen[peer].pps:.2f}")
+            if peer in gen and gen[peer].pps:
+                if ours:
+                    print(f"ratio pktflow/{peer} generate: {ours / gen[peer].pps:.2f}")
+                if packet:  # trafgen sends through an AF_PACKET ring too
+                    print(f"ratio pktflow af_packet/{peer} generate: "
+                          f"{packet / gen[peer].pps:.2f}")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -1,8 +1,12 @@
 """Run the tutorial steps against pktflow's own generator and check the seed's results.
 
-For each step, one `StepRig` puts the step's NF (its `build(nf, args)` from
-`examples/tutorial/stepNN.py`) and a `Pktgen` in this process, wired port 0 to port 0 and
-port 1 to port 1 by memory ports. The generator loads the step's `.pg` script and sends a
+The expectations (`STEPS`), the judge (`measure`, `run_step`) and the way the generator is
+driven (`Rig.send`, `Rig.edit_rules`) do not depend on where the NF and the generator run;
+a `Rig` subclass says only how to see the NF. By default one `StepRig` puts the step's NF
+(its `build(nf, args)` from `examples/tutorial/stepNN.py`) and a `Pktgen` in this process,
+wired port 0 to port 0 and port 1 to port 1 by memory ports; `pktflow testbed tutorial`
+passes a rig that runs the NF as its own process on the testbed's target host
+(`pktflow.testbed.tutorial.TestbedRig`). The generator loads the step's `.pg` script and sends a
 bounded number of packets on port 0; the rig waits until the NF has handled every packet
 and the generator has counted every reply, then compares what came back on each port with
 the fraction the seed expects.
