@@ -33,13 +33,10 @@ Run it on any ports (see docs/nat.md):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import ipaddress
 import json
-import sys
 import threading
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,26 +46,15 @@ import numpy as np
 from pktflow import flow
 from pktflow.packet import checksum as C
 from pktflow.packet.addr import AddressError, parse_mac
+from pktflow.packet.codegen import import_file
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "nat.json"
 
 
-def _load_table() -> types.ModuleType:
-    """nat_table.py beside this file, under a fixed module name (its compiled functions
-    are called from generated kernels, which import it by that name)."""
-    name = "pktflow_example_nat_table"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, HERE / "nat_table.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-table = _load_table()
+# nat_table.py beside this file, under a fixed module name: its compiled functions are
+# called from generated kernels, which import it by that name.
+table = import_file("pktflow_example_nat_table", HERE / "nat_table.py")
 
 # Splitter outputs.
 DROP, FORWARD, REPLY = 0, 1, 2
@@ -556,9 +542,4 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    # Run the copy imported under its module name, as `pktflow tutorial nat` and the tests
-    # do: the compiled kernels are then found in Numba's cache instead of built again.
-    from pktflow.tutorial.nat import load_example
-
-    example = load_example()
-    flow.main(example.build, extra_arguments=example._arguments)
+    flow.main(build, extra_arguments=_arguments)

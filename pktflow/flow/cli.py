@@ -8,12 +8,18 @@ An NF program is a build function plus two lines:
 `main` parses `--port ID=DRIVER:ARGS` (repeatable), `--config FILE`, `--cores`, `--batch`,
 `--stats ADDR`, `--duration` and friends, builds the port table and the `System`, calls
 `build(nf)` (or `build(nf, args)`), runs it and prints the final counters.
+
+A program run as a script is imported again under a stable module name (see
+`script_module`) and its `build` taken from there: Numba's cache stores the types of
+compiled arguments by value when their classes live in `__main__` (a context NamedTuple,
+say), so every run would compile the kernels again.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import hashlib
+import importlib
 import inspect
 import json
 import logging
@@ -26,6 +32,7 @@ from typing import Any
 from pktflow.flow.config import ConfigError, FlowConfig, parse_address
 from pktflow.flow.graph import FlowError
 from pktflow.flow.system import System
+from pktflow.packet.codegen import import_file
 from pktflow.ports.base import PortError, PortSpecError, PortTable
 
 BuildFunction = Callable[..., None]
@@ -122,6 +129,40 @@ def _call_build(build: BuildFunction, nf: System, args: argparse.Namespace) -> N
         build(nf)
 
 
+def script_module_name(path: str | Path) -> str:
+    """The module name an NF program file is imported under: its stem plus a hash of its
+    absolute path, the same on every run and distinct for different files."""
+    path = Path(path).resolve()
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"pktflow_nf_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+def script_module(path: str | Path):
+    """An NF program file imported under `script_module_name(path)` (once per process)."""
+    return import_file(script_module_name(path), path)
+
+
+def importable_build(build: BuildFunction) -> BuildFunction:
+    """`build` itself, or, when it was defined in a script running as `__main__`, the same
+    function of that script imported under a stable module name (the top level of the
+    script runs a second time, without its `if __name__ == "__main__":` part)."""
+    if getattr(build, "__module__", None) != "__main__":
+        return build
+    main_module = sys.modules.get("__main__")
+    path = getattr(main_module, "__file__", None)
+    if path is None:
+        return build  # interactive or `python -c`: nothing to import
+    spec = getattr(main_module, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        module = importlib.import_module(spec.name)  # `python -m package.module`
+    else:
+        module = script_module(path)
+    twin: Any = module
+    for part in build.__qualname__.split("."):
+        twin = getattr(twin, part, None)
+    return twin if callable(twin) else build
+
+
 def main(build: BuildFunction, argv: list[str] | None = None, *,
          description: str | None = None,
          extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
@@ -132,7 +173,7 @@ def main(build: BuildFunction, argv: list[str] | None = None, *,
     if extra_arguments is not None:
         extra_arguments(parser)
     args = parser.parse_args(argv)
-    status = run_args(build, args)
+    status = run_args(importable_build(build), args)
     if argv is None:
         sys.exit(status)
     return status
@@ -162,14 +203,12 @@ def run_args(build: BuildFunction, args: argparse.Namespace) -> int:
 
 
 def _load_build(path: str) -> BuildFunction:
-    spec = importlib.util.spec_from_file_location("pktflow_nf", path)
-    if spec is None or spec.loader is None:
-        raise FlowError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        module = script_module(path)
     except FileNotFoundError:
         raise FlowError(f"{path}: no such file") from None
+    except ImportError as e:
+        raise FlowError(str(e)) from None
     build = getattr(module, "build", None)
     if not callable(build):
         raise FlowError(f"{path}: defines no build(nf) function")

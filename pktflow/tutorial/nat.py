@@ -15,7 +15,6 @@ ICMP exchange field by field, with checksums.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import itertools
 import json as jsonlib
@@ -31,6 +30,7 @@ from typing import Any
 
 from pktflow.packet.addr import MACAddr
 from pktflow.packet.build import frame, put
+from pktflow.packet.codegen import import_file
 from pktflow.packet.pool import Batch, Pool
 from pktflow.ports.base import Port, PortTable
 from pktflow.tutorial.scripts import script_text
@@ -73,20 +73,7 @@ def write_nat_files(outdir: str | Path, targets: str | Path = TARGETS,
 
 def load_example() -> types.ModuleType:
     """The NAT example program (examples/nat/nat.py) as a module, loaded once."""
-    name = "pktflow_example_nat"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-        if spec is None or spec.loader is None:
-            raise FileNotFoundError(f"{EXAMPLE}: the NAT example is missing")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return module
+    return import_file("pktflow_example_nat", EXAMPLE)
 
 
 @dataclass
