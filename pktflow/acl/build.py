@@ -171,29 +171,30 @@ def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int
     positions = np.arange(nrules)
     word_of = positions // 64
     bit_of = np.left_shift(np.uint64(1), (positions % 64).astype(np.uint64))
-    all_bounds, all_bits, lookups, header = [], [], [], [nrules]
+    lo, hi = table[:, :, 0], table[:, :, 1]
+    has_next = hi < np.array(tops, dtype=np.uint64)
+    after = np.where(has_next, hi + np.uint64(1), hi)
+    all_bounds = [np.unique(np.concatenate((np.zeros(1, np.uint64), lo[:, f],
+                                            after[has_next[:, f], f])))
+                  for f in range(nfields)]
+    nrows = sum(len(bounds) for bounds in all_bounds)
+    used = nrows * words * 8  # bytes of bit vectors, then lookup tables too
+    if used > MAX_TABLE_BYTES:
+        raise TableTooLarge(f"{nrules} rules with these many distinct ranges need more "
+                            f"than {MAX_TABLE_BYTES >> 20} MiB of bit vectors; split the table")
+    bits = np.zeros((nrows, words), dtype=np.uint64)
+    lookups, header = [], [nrules]
     row0 = 0
-    used = 0  # bytes of bit vectors and lookup tables so far
     lookup_at = HEADER + FIELD_WORDS * nfields + 2 * nrules
-    for f, top in enumerate(tops):
-        lo, hi = table[:, f, 0], table[:, f, 1]
-        has_next = hi < np.uint64(top)
-        after = hi.copy()
-        after[has_next] += np.uint64(1)
-        bounds = np.unique(np.concatenate((np.zeros(1, np.uint64), lo, after[has_next])))
-        used += len(bounds) * words * 8
-        if used > MAX_TABLE_BYTES:
-            raise TableTooLarge(f"{nrules} rules with these many distinct ranges need more "
-                                f"than {MAX_TABLE_BYTES >> 20} MiB of bit vectors; split the table")
-        first = np.searchsorted(bounds, lo)
-        past = np.where(has_next, np.searchsorted(bounds, after), len(bounds))
-        # Set each rule's bit where its range starts and flip it back where it ends; a
+    for f, (bounds, top) in enumerate(zip(all_bounds, tops, strict=True)):
+        rows = bits[row0:row0 + len(bounds)]
+        # Set each rule's bit where its range starts and flip it back past its end; a
         # running XOR down the intervals then leaves it set exactly over its range.
-        marks = np.zeros((len(bounds) + 1, words), dtype=np.uint64)
-        np.bitwise_xor.at(marks, (first, word_of), bit_of)
-        np.bitwise_xor.at(marks, (past, word_of), bit_of)
-        all_bits.append(np.bitwise_xor.accumulate(marks, axis=0)[:-1])
-        all_bounds.append(bounds)
+        np.bitwise_xor.at(rows, (np.searchsorted(bounds, lo[:, f]), word_of), bit_of)
+        ends = has_next[:, f]
+        np.bitwise_xor.at(rows, (np.searchsorted(bounds, after[ends, f]), word_of[ends]),
+                          bit_of[ends])
+        np.bitwise_xor.accumulate(rows, axis=0, out=rows)
         width = int(top).bit_length()
         if width <= TRIE_MAX_WIDTH:
             lookup, shift, levels = _trie(bounds, width, row0, lookup_at, MAX_TABLE_BYTES - used)
@@ -211,7 +212,7 @@ def build_family(ranges: Sequence[Sequence[tuple[int, int]]], tops: Sequence[int
                             np.array(outputs, dtype=np.int64).reshape(nrules), *lookups])
     return (
         np.ascontiguousarray(np.concatenate(all_bounds)),
-        np.ascontiguousarray(np.concatenate(all_bits, axis=0)),
+        bits,
         index.astype(np.int32),
     )
 
