@@ -3,7 +3,9 @@
 Every function takes the table's `state` tuple (one consistent version, read once per
 batch) and a parsed packet `(data, meta, b)`. The per-packet functions back the
 kernel-bound object protocol of the flow compiler (`kernel_methods`) and the tables'
-Python methods alike, so compiled and interpreted code classify identically.
+Python methods alike, so compiled and interpreted code classify identically. The batch
+kernel classifies a batch's IPv4 packets in phases (gather 5-tuples, one field's rows for
+all, then the ANDs), which `l3_classify_ipv4_tuples` also offers for 5-tuples in hand.
 
 What a rule needs, a packet must have: L3 rules match only IPv4/IPv6 packets (with the
 family of their addresses; ANY/ANY rules both); a rule with a port range matches only
