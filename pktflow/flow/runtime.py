@@ -4,8 +4,9 @@ Each segment (see `graph.plan_segments`) runs on one worker thread per clone: po
 segment's source for a batch, then call each node's `process(idx, n)` down the tree. A node
 calls its user kernel once per batch (the kernel releases the GIL), sorts the batch by
 verdict in one compiled call (`split_batch`) and hands each bucket to the next node. Sinks
-give packets to ports, rings or the pool. The scheduler thread clones a segment whose input
-keeps growing and retires clones that idle.
+give packets to ports, rings or the pool. The scheduler thread clones a segment whose busy
+clones do not keep up with its input (a backlog that grows, stays near full, or drains too
+slowly) and retires clones that idle.
 """
 
 from __future__ import annotations
