@@ -248,15 +248,17 @@ class SegmentGroup:
         if rings:
             return sum(len(r) for r in rings)
         port = self.plan.root.params.get("port")
-        return int(getattr(port, "queued", 0) or 0)
+        return port.queued if port is not None else 0
 
     def capacity(self) -> int:
         """The most packets that can wait at this segment's input: its rings' sizes, or
-        for a port's queue the buffer pool (no queue holds more packets than exist)."""
+        a port's queue capacity (at most the pool: no queue holds more packets than exist)."""
         rings = self.input_rings()
         if rings:
             return sum(r.size for r in rings)
-        return self.rt.pool.buffers
+        port = self.plan.root.params.get("port")
+        limit = port.queue_capacity if port is not None else None
+        return min(limit, self.rt.pool.buffers) if limit else self.rt.pool.buffers
 
     def polled(self) -> int:
         """Packets every clone of this segment, retired ones included, has taken in."""

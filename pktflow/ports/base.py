@@ -77,6 +77,17 @@ class Port(ABC):
         """True once a finite source (a pcap file) has no more packets to give."""
         return False
 
+    @property
+    def queued(self) -> int:
+        """Packets received by the driver and waiting for recv() (0 if it cannot tell);
+        the scheduler clones a receiving segment whose queue keeps filling."""
+        return 0
+
+    @property
+    def queue_capacity(self) -> int | None:
+        """The most packets that queue can hold (None if unknown)."""
+        return None
+
     def open(self, pool: Pool) -> None:
         """Attach the port to the pool its received packets are allocated from."""
         self.pool = pool

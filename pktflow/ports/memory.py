@@ -215,6 +215,10 @@ class MemoryPort(Port):
         """Packets waiting in this port's receive ring."""
         return len(self._ring)
 
+    @property
+    def queue_capacity(self) -> int:
+        return self._ring.size
+
     def open(self, pool: Pool) -> None:
         if self._wire is None:
             raise PortError(f"port {self.id} ({self.name}) is closed; create a new port")
