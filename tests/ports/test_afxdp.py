@@ -82,6 +82,29 @@ def test_xdp_on_both_ends_more_frames_than_the_rings(lab, big_pool):
     assert not xdp_attached(lab, "a", "xa0") and not xdp_attached(lab, "b", "xb0")
 
 
+def test_a_reader_that_starts_late_loses_no_burst(lab, big_pool):
+    """The receive ring holds a whole tutorial burst (6600 frames) while its reader is
+    busy elsewhere, as a generator is while it sends; with 2048 entries it lost 4552."""
+    from pktflow.ports.afxdp import RX_RING_SIZE
+
+    a = lab.open_port("a", "xdp:xa0", big_pool, 0)
+    b = lab.open_port("b", "xdp:xb0", big_pool, 1)
+    try:
+        frames = numbered_frames(6600, 4, size=1400)
+        sent = 0
+        for at in range(0, 6600, 1100):  # steps the veth peer's 256-entry queue absorbs
+            sent += send_frames(a, frames[at:at + 1100])
+            time.sleep(0.02)
+        assert sent == 6600 and RX_RING_SIZE >= 6600
+        got = receive_frames(b, 6600)  # the first read of b
+        b.refresh_kernel_stats()
+        assert (len(got), b.stats.rx_dropped) == (6600, 0)
+        assert got == frames
+    finally:
+        a.close()
+        b.close()
+
+
 def test_killed_process_leaves_no_xdp_program(lab):
     code = ("import sys, time\nfrom pktflow.ports.afxdp import XdpPort\n"
             "port = XdpPort(0, 'xb0')\nprint('ready', flush=True)\ntime.sleep(60)\n")
