@@ -88,6 +88,18 @@ def _borrow_typed(a):
     return view
 
 
+def _uint32_columns(a):
+    """`a` itself, if it is a uint32 array (5-tuple columns); compiled code only."""
+    raise TypeError("_uint32_columns is only for compiled code")
+
+
+@overload(_uint32_columns, inline="always")
+def _uint32_columns_typed(a):
+    if not isinstance(a, types.Array) or a.dtype != types.uint32 or a.ndim != 2:
+        raise TypingError(f"5-tuple columns must be a 2-D uint32 array, got {a}")
+    return lambda a: a
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _trie_row(table, field, key):
     """Row of the interval of a trie field (see build._trie) that holds `key`. Every walk
@@ -297,8 +309,16 @@ def l3_classify_ipv4_tuples(state, tuples, n, out):
     """Outputs of `n` IPv4 5-tuples given as columns of `tuples` (uint32, shape (5, >= n):
     source, destination, protocol, source port, destination port; a port is NO_PORT for
     a packet without TCP/UDP ports), as an IPv4 packet with those fields would get."""
+    columns = _uint32_columns(tuples)
+    if n > columns.shape[1] or n > out.shape[0] or columns.shape[0] != 5:
+        raise ValueError("l3_classify_ipv4_tuples: tuples needs shape (5, >= n), out n places")
+    for k in range(n):  # a value past its field's range would walk off the tables
+        if columns[2, k] > 255:
+            raise ValueError("5-tuple column has a protocol above 255:", k)
+        if columns[3, k] > NO_PORT or columns[4, k] > NO_PORT:
+            raise ValueError("5-tuple column has a port above 65535 (NO_PORT = 65536):", k)
     rows = np.empty((5, n), dtype=np.uint32)
-    _classify_v4_tuples(_borrow(state[1]), _borrow(state[2]), _borrow(tuples), n, rows, out)
+    _classify_v4_tuples(_borrow(state[1]), _borrow(state[2]), columns, n, rows, out)
 
 
 @njit(cache=True, nogil=True)

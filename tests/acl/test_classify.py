@@ -445,3 +445,21 @@ def test_thousands_of_clustered_rules_agree_with_the_reference():
     expected = [reference_l3(rules, p) for p in pkts]
     assert len({m // 256 for m in expected if m >= 0}) > 4  # hits in many blocks
     _check_l3(POOL, rules, pkts)
+
+
+def test_ipv4_tuples_out_of_range_are_refused_not_classified():
+    state = L3Rules.parse("ANY ANY ANY ANY ANY 3").kernel_state()
+    out = np.zeros(4, dtype=np.int32)
+    good = _v4_tuples([Pkt(4, 1, 2)] * 2)
+    for row, value, what in ((2, 256, "protocol above 255"), (3, NO_PORT + 1, "port above"),
+                             (4, 70000, "port above")):
+        bad = good.copy()
+        bad[row, 1] = value
+        with pytest.raises(ValueError, match=what):
+            l3_classify_ipv4_tuples(state, bad, 2, out)
+    with pytest.raises(ValueError, match=r"shape \(5, >= n\)"):
+        l3_classify_ipv4_tuples(state, good, 3, out)
+    with pytest.raises(TypingError, match="uint32"):
+        l3_classify_ipv4_tuples(state, good.astype(np.int64), 2, out)
+    l3_classify_ipv4_tuples(state, np.hstack([good, good])[:, ::2], 2, out)  # any layout
+    assert out[:2].tolist() == [3, 3]
