@@ -37,6 +37,8 @@ def intf_name(host: str, port: int) -> str:
 class Testbed:
     """Mininet hosts joined by direct veth links; use as a context manager."""
 
+    __test__ = False  # not a pytest class, despite the name
+
     def __init__(self, hosts: list[str], links: list[LinkSpec], mtu: int = 1500) -> None:
         """`mtu`: of every link end (above 1500 when frames grow on the way, e.g. a
         tunnel header added by the NF)."""
