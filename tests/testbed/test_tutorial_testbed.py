@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from pktflow.ports.bpf import loaded_programs
 from pktflow.testbed.net import leftovers
+from pktflow.tutorial.runner import EXAMPLES
 
 pytestmark = pytest.mark.root
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -102,3 +104,20 @@ def test_ctrl_c_stops_the_nf_and_tears_the_testbed_down():
             proc.wait()
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted: NF stopped, testbed torn down" in err
+
+
+def test_a_step_whose_nf_fails_is_reported_and_cleaned_up(tmp_path):
+    examples = tmp_path / "tutorial"
+    shutil.copytree(EXAMPLES, examples)
+    step = examples / "step02.py"
+    step.write_text(step.read_text().replace("nf.sender(first_flow, 0)",
+                                             "nf.sender(first_flow, 7)"))
+    done = subprocess.run([sys.executable, "-m", "pktflow", "testbed", "tutorial", "step02",
+                           "--dir", str(examples)], env=ENV, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=200)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "step02: receive 0 -> rewrite MACs -> send 0  FAIL" in done.stdout
+    # The NF's own error, from the target host, names what is wrong.
+    assert "the NF on the target host exited with 2" in done.stdout
+    assert "port 7" in done.stdout
+    assert "testbed torn down" in done.stdout
