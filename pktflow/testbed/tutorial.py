@@ -141,6 +141,8 @@ class TestbedRig(Rig):
 
     def _start_nf(self, examples: Path, driver: str, targets: Path) -> None:
         program = examples / f"step{self.spec.number:02d}.py"
+        if not program.is_file():
+            raise StepError(f"{program}: no such file (give the examples folder with --dir)")
         argv = [sys.executable, str(program),
                 *(a for p in (0, 1) for a in ("--port", f"{p}={driver}:{self.tb.intf('tgt', p)}")),
                 *step_arguments(TARGET, targets, self.rules_path),
