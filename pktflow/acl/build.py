@@ -121,9 +121,9 @@ def _root_stride(width: int, intervals: int) -> int:
     and such that the levels below take whole TRIE_STRIDE steps."""
     stride = width % TRIE_STRIDE or TRIE_STRIDE
     want = intervals.bit_length() + 2
-    while stride < want and stride + TRIE_STRIDE <= max(MAX_ROOT_STRIDE, width % TRIE_STRIDE):
+    while stride < want and stride + TRIE_STRIDE <= min(MAX_ROOT_STRIDE, width):
         stride += TRIE_STRIDE
-    return min(stride, width)
+    return stride
 
 
 def _trie(bounds: np.ndarray, width: int, row0: int, at: int,
@@ -145,8 +145,8 @@ def _trie(bounds: np.ndarray, width: int, row0: int, at: int,
         children = ((prefixes[:, None] << stride) | np.arange(1 << stride)).ravel()
         size += len(children)
         if 4 * size > budget:
-            raise TableTooLarge(f"the rules' ranges need more than {budget >> 20} MiB of "
-                                "lookup tables; split the table")
+            raise TableTooLarge(f"the rules' ranges need more than {MAX_TABLE_BYTES >> 20} MiB "
+                                "of bit vectors and lookup tables; split the table")
         entries = (row0 + np.searchsorted(starts, children << shift, side="right") - 1)
         entries = entries.astype(np.int32)
         inner = starts[(starts & ((1 << shift) - 1)) != 0] >> shift  # cut blocks (sorted)

@@ -31,6 +31,7 @@ from pktflow.acl import (
     L2Rules,
     L3Rule,
     L3Rules,
+    RuleError,
     l3_classify_batch,
     l3_classify_ipv4_tuples,
 )
@@ -463,3 +464,14 @@ def test_ipv4_tuples_out_of_range_are_refused_not_classified():
         l3_classify_ipv4_tuples(state, good.astype(np.int64), 2, out)
     l3_classify_ipv4_tuples(state, np.hstack([good, good])[:, ::2], 2, out)  # any layout
     assert out[:2].tolist() == [3, 3]
+
+
+def test_lookup_tables_count_toward_the_size_limit(monkeypatch):
+    """The bit vectors of these rules fit in 64 KiB, their address trie (a 256 KiB root)
+    does not: the table is refused as a whole, with the reason."""
+    monkeypatch.setattr("pktflow.acl.build.MAX_TABLE_BYTES", 1 << 16)
+    text = "".join(f"10.{i}.{i}.0/24 ANY ANY ANY ANY 1\n" for i in range(100))
+    with pytest.raises(RuleError, match="bit vectors and lookup tables"):
+        L3Rules.parse(text)
+    monkeypatch.undo()
+    assert len(L3Rules.parse(text)) == 100
