@@ -3,6 +3,7 @@
     pktflow testbed [up] [--for SECONDS]    build it, print it, keep it until Ctrl-C
     pktflow testbed shell --nf 'CMD'        NF on the target host, generator console on
                                             the generator host (the two-terminal tutorial)
+    pktflow testbed shell --step step05     the same with a tutorial step and its script
     pktflow testbed tutorial STEP|all       tutorial steps: NF on the target host, generator
                                             on the generator host, judged as `pktflow tutorial`
     pktflow testbed gen --hosts 3           generators on several hosts at once
@@ -18,6 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from pktflow.testbed.net import TestbedError, clean, leftovers
 
@@ -34,9 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="tear down after this many seconds instead of waiting for Ctrl-C")
     shell = sub.add_parser("shell", help="NF on the target host, generator console on the "
                            "generator host")
-    shell.add_argument("--nf", metavar="CMD", required=True,
-                       help="command run on the target host; {port0} and {port1} become its "
-                       "port specs, e.g. \"pktflow run nf.py --port 0={port0} --port 1={port1}\"")
+    what = shell.add_mutually_exclusive_group(required=True)
+    what.add_argument("--nf", metavar="CMD",
+                      help="command run on the target host; {port0} and {port1} become its "
+                      "port specs, e.g. \"pktflow run nf.py --port 0={port0} --port 1={port1}\"")
+    what.add_argument("--step", metavar="STEP",
+                      help="run tutorial step STEP (e.g. step05) on the target host; the "
+                      "console starts with that step's script, written for the generator "
+                      "host's MACs")
     shell.add_argument("--driver", default="auto", choices=("auto", "xdp", "packet"),
                        help="port driver for both hosts (default auto)")
     shell.add_argument("-f", "--script", metavar="FILE", help="generator command file")
@@ -96,14 +103,47 @@ def _up(hold: float | None) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    from pktflow.testbed.topo import Testbed, python_argv
+    import tempfile
 
-    with Testbed.tutorial() as tb:
+    with tempfile.TemporaryDirectory(prefix="pktflow-testbed-shell-") as tmp:
+        return _shell_in(args, Path(tmp))
+
+
+def _step_nf(tb, args: argparse.Namespace, workdir: Path) -> list[str]:
+    """The chosen tutorial step's command on the target host; writes its target table,
+    scripts and rules copy into `workdir` and makes the step's script the console's."""
+    from pktflow.testbed.tutorial import gen_macs, nf_argv, write_step_files
+    from pktflow.tutorial.runner import EXAMPLES, STEPS, StepError, copy_rules, parse_steps
+
+    try:
+        (number,) = parse_steps([args.step])
+    except ValueError as e:
+        raise TestbedError(str(e)) from None
+    spec = STEPS[number]
+    targets = write_step_files(gen_macs(tb), workdir)
+    rules = copy_rules(spec, EXAMPLES, workdir)
+    if rules is not None:
+        print(f"the step's rules file on the target host: {rules} (edit it while it runs)")
+    args.script = args.script or str(workdir / spec.script)
+    try:
+        return nf_argv(tb, spec, EXAMPLES, args.driver, targets, rules)
+    except StepError as e:
+        raise TestbedError(str(e)) from None
+
+
+def _shell_in(args: argparse.Namespace, workdir: Path) -> int:
+    from pktflow.testbed.topo import Testbed, python_argv
+    from pktflow.testbed.tutorial import MTU
+
+    with Testbed.tutorial(mtu=MTU) as tb:
         print(tb.summary(), flush=True)
-        ports = {f"port{i}": f"{args.driver}:{tb.intf('tgt', i)}" for i in (0, 1)}
-        nf_argv = shlex.split(args.nf.format(**ports))
-        if nf_argv and nf_argv[0] == "pktflow":
-            nf_argv = python_argv(*nf_argv[1:])
+        if args.step:
+            nf_argv = _step_nf(tb, args, workdir)
+        else:
+            ports = {f"port{i}": f"{args.driver}:{tb.intf('tgt', i)}" for i in (0, 1)}
+            nf_argv = shlex.split(args.nf.format(**ports))
+            if nf_argv and nf_argv[0] == "pktflow":
+                nf_argv = python_argv(*nf_argv[1:])
         log_path = f"/tmp/pktflow-testbed-nf-{time.strftime('%H%M%S')}.log"
         with open(log_path, "w") as log:
             nf = tb.popen("tgt", nf_argv, stdout=log, stderr=subprocess.STDOUT)
@@ -138,7 +178,6 @@ def _shell(args: argparse.Namespace) -> int:
 
 def _tutorial(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from pktflow.testbed.topo import Testbed
     from pktflow.testbed.tutorial import MTU, TestbedRig

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from pktflow.flow import FlowConfig
+from pktflow.packet.addr import MACAddr
 from pktflow.ports import PortTable
 from pktflow.ports.base import PortError
-from pktflow.ports.linux import netns
+from pktflow.ports.linux import Interface, netns
 from pktflow.testbed.topo import Testbed
 from pktflow.tutorial.runner import (
     EXAMPLES,
@@ -48,6 +49,37 @@ STATS_PORT = 9180  # on the target host's own loopback, so no other process shar
 NF_START_TIMEOUT = 120.0  # compiling the step's handlers the first time takes a while
 NF_STOP_TIMEOUT = 30.0
 LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # logging's asctime
+
+
+def write_step_files(gen_macs: list[MACAddr], workdir: Path) -> Path:
+    """Write into `workdir` a target table whose entry `testbed` names the generator host's
+    port MACs, and the generator scripts for it; returns the table's path."""
+    targets = workdir / "config.json"
+    targets.write_text(json.dumps({TARGET: [str(mac) for mac in gen_macs]}))
+    generate(targets, TARGET, workdir)
+    return targets
+
+
+def gen_macs(tb: Testbed) -> list[MACAddr]:
+    """The MACs of the generator host's ports 0 and 1."""
+    with netns(tb.ns_path("gen")):
+        ifaces = [Interface(tb.intf("gen", p)) for p in (0, 1)]
+    try:
+        return [iface.mac for iface in ifaces]
+    finally:
+        for iface in ifaces:
+            iface.close()
+
+
+def nf_argv(tb: Testbed, spec: StepSpec, examples: Path, driver: str, targets: Path,
+            rules: Path | None) -> list[str]:
+    """The command that runs a step's program on the target host's two ports."""
+    program = examples / f"step{spec.number:02d}.py"
+    if not program.is_file():
+        raise StepError(f"{program}: no such file (give the examples folder with --dir)")
+    return [sys.executable, str(program),
+            *(a for p in (0, 1) for a in ("--port", f"{p}={driver}:{tb.intf('tgt', p)}")),
+            *step_arguments(TARGET, targets, rules)]
 
 
 class NFLog:
@@ -126,9 +158,7 @@ class TestbedRig(Rig):
                 gen_ports = PortTable.from_specs(
                     [f"{p}={gen_driver}:{tb.intf('gen', p)}" for p in (0, 1)])
             self.gen_ports = gen_ports
-            targets = workdir / "config.json"
-            targets.write_text(json.dumps({TARGET: [str(gen_ports[p].mac) for p in (0, 1)]}))
-            generate(targets, TARGET, workdir)
+            targets = write_step_files([gen_ports[p].mac for p in (0, 1)], workdir)
             self.rules_path = copy_rules(spec, examples, workdir)
             self._start_nf(examples, driver, targets)
             self._start_generator(gen_ports, workdir / spec.script)
@@ -140,13 +170,8 @@ class TestbedRig(Rig):
             raise
 
     def _start_nf(self, examples: Path, driver: str, targets: Path) -> None:
-        program = examples / f"step{self.spec.number:02d}.py"
-        if not program.is_file():
-            raise StepError(f"{program}: no such file (give the examples folder with --dir)")
-        argv = [sys.executable, str(program),
-                *(a for p in (0, 1) for a in ("--port", f"{p}={driver}:{self.tb.intf('tgt', p)}")),
-                *step_arguments(TARGET, targets, self.rules_path),
-                "--stats", f"127.0.0.1:{STATS_PORT}", "-v"]
+        argv = nf_argv(self.tb, self.spec, examples, driver, targets, self.rules_path)
+        argv += ["--stats", f"127.0.0.1:{STATS_PORT}", "-v"]
         self.nf_proc = self.tb.popen("tgt", argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.log = NFLog(self.nf_proc.stderr, self.rules_path)

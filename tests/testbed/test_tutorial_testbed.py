@@ -121,3 +121,19 @@ def test_a_step_whose_nf_fails_is_reported_and_cleaned_up(tmp_path):
     assert "the NF on the target host exited with 2" in done.stdout
     assert "port 7" in done.stdout
     assert "testbed torn down" in done.stdout
+
+
+def test_shell_runs_a_chosen_step_on_the_target(tmp_path):
+    script = tmp_path / "gen.pg"
+    script.write_text("set 0 count 600\nsleep 5\nstart 0\nsleep 2\n")
+    done = subprocess.run([sys.executable, "-m", "pktflow", "testbed", "shell", "--step",
+                           "step03", "--driver", "packet", "-f", str(script), "--json"],
+                          env=ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "examples/tutorial/step03.py --port 0=packet:pfttgt-eth0" in done.stdout
+    out = done.stdout
+    stats = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    # Step 3 on the target partitions 300/300 back to the generator's two ports.
+    assert stats["0"]["tx_packets"] == 600
+    assert (stats["0"]["rx_packets"], stats["1"]["rx_packets"]) == (300, 300)
