@@ -580,6 +580,10 @@ def measure(spec: StepSpec, name: str, counts: Counts, expect: Expect) -> Phase:
 
 RigFactory = Callable[[StepSpec, Path], Rig]
 
+# Drop reasons that mean the NF lost a packet, not that the step's graph chose to drop it.
+UNINTENDED_DROPS = frozenset({"queue-full", "malformed", "tx-error", "handler-error",
+                              "splitter-range", "shutdown"})
+
 
 def run_step(spec: StepSpec, packets: int = DEFAULT_PACKETS, examples: Path = EXAMPLES,
              target: str = DIRECT, progress: Callable[[str], None] = lambda text: None,
@@ -629,6 +633,12 @@ def run_step(spec: StepSpec, packets: int = DEFAULT_PACKETS, examples: Path = EX
             result.checks.append(Check("NF counters add up", "entered == ended",
                                        f"{c['total_entered']} == {c['total_ended']}",
                                        bool(c["balanced"])))
+            lost = {reason: count for reason, count in c.get("ended", {}).items()
+                    if reason in UNINTENDED_DROPS and count}
+            result.checks.append(Check(
+                "no packet lost inside the NF", "no drop but by the graph's own choice",
+                ", ".join(f"{count} {reason}" for reason, count in lost.items()) or "none",
+                not lost))
     except (StepError, FlowError, RuleError, TargetError, CommandError, PktgenError,
             PortError, PortSpecError, OSError) as e:
         result.error = f"{type(e).__name__}: {e}"
