@@ -182,7 +182,7 @@ class TestbedRig(Rig):
                 raise StepError(f"the NF on the target host exited with "
                                 f"{self.nf_proc.returncode}:\n{self.log.text()[-2000:]}")
             try:
-                if self._stats().get("running"):
+                if self._fetch_stats().get("running"):
                     return
             except (OSError, http.client.HTTPException, ValueError):
                 pass  # not listening yet
@@ -191,7 +191,18 @@ class TestbedRig(Rig):
                         f"{NF_START_TIMEOUT:g} s:\n{self.log.text()[-2000:]}")
 
     def _stats(self) -> dict[str, Any]:
-        """The NF's statistics, fetched from inside the target host's namespace."""
+        """The NF's statistics, fetched from inside the target host's namespace; a StepError
+        with the NF's last words if it died."""
+        try:
+            return self._fetch_stats()
+        except (OSError, http.client.HTTPException, ValueError):
+            if self.nf_proc is not None and self.nf_proc.poll() is not None:
+                self.log.join()
+                raise StepError(f"the NF on the target host exited with "
+                                f"{self.nf_proc.returncode}:\n{self.log.text()[-2000:]}") from None
+            raise
+
+    def _fetch_stats(self) -> dict[str, Any]:
         with netns(self.tb.ns_path("tgt")):
             conn = http.client.HTTPConnection("127.0.0.1", STATS_PORT, timeout=2)
             try:
