@@ -250,6 +250,7 @@ class XdpPort(Port):
                                   dtype=np.uint64) * FRAME_SIZE
         self._tx_nfree = np.array([TX_RING_SIZE], dtype=np.int64)
         self._errors = np.zeros(1, dtype=np.int64)
+        self._polls = 0
         self._attach_program()
         self.zerocopy = self._bind(mode)
         _programs[self._program_key][0].add_socket(self.queue, fd)
@@ -298,6 +299,10 @@ class XdpPort(Port):
         super().open(pool)
 
     def recv(self, batch: Batch, max_n: int) -> int:
+        self._polls += 1
+        if self._polls & 0xFF == 0:
+            # Kernel drops (RX ring full) show in the statistics while the port runs.
+            self.refresh_kernel_stats()
         if self.rx.prod[0] == self.rx.cons[0]:
             return 0
         pool = self.pool

@@ -105,6 +105,27 @@ def test_a_reader_that_starts_late_loses_no_burst(lab, big_pool):
         b.close()
 
 
+def test_ring_overflow_shows_as_kernel_drops_while_running(lab, big_pool):
+    """Frames beyond the receive ring are dropped by the kernel and counted in rx_dropped
+    while the port runs (not only when it closes), so a step's report can name them."""
+    from pktflow.ports.afxdp import RX_RING_SIZE
+
+    a = lab.open_port("a", "xdp:xa0", big_pool, 0)
+    b = lab.open_port("b", "xdp:xb0", big_pool, 1)
+    try:
+        total = RX_RING_SIZE + 1800
+        frames = numbered_frames(total, 5, size=200)
+        for at in range(0, total, 1000):
+            send_frames(a, frames[at:at + 1000])
+            time.sleep(0.02)
+        got = receive_frames(b, total, timeout=1.5)  # polls a few thousand times
+        assert len(got) == RX_RING_SIZE and got == frames[:RX_RING_SIZE]
+        assert b.stats.rx_packets + b.stats.rx_dropped == total
+    finally:
+        a.close()
+        b.close()
+
+
 def test_killed_process_leaves_no_xdp_program(lab):
     code = ("import sys, time\nfrom pktflow.ports.afxdp import XdpPort\n"
             "port = XdpPort(0, 'xb0')\nprint('ready', flush=True)\ntime.sleep(60)\n")
