@@ -249,6 +249,22 @@ class PacketPort(Port):
     def link_up(self) -> bool:
         return self.iface.link_up
 
+    @property
+    def queued(self) -> int:
+        """Frames in blocks the kernel has handed to us and recv() has not read yet."""
+        if self._ring is None:
+            return 0
+        words = RX_BLOCK_SIZE // 4
+        status = self._ring32[2:self._rx_size // 4:words]  # block_status of every block
+        num_pkts = self._ring32[3:self._rx_size // 4:words]
+        ours = (status & TP_STATUS_USER) != 0
+        return max(0, int(num_pkts[ours].sum()) - int(self._rx_state[1]))
+
+    @property
+    def queue_capacity(self) -> int:
+        """The receive ring in full-size frames (it holds more of smaller ones)."""
+        return RX_BLOCKS * (RX_BLOCK_SIZE // RX_FRAME_SIZE)
+
     def open(self, pool: Pool) -> None:
         if pool.max_frame < self.iface.mtu + 18:
             raise PortError(f"packet:{self.args}: pool buffers hold {pool.max_frame}-byte "

@@ -292,6 +292,17 @@ class XdpPort(Port):
     def link_up(self) -> bool:
         return self.iface.link_up
 
+    @property
+    def queued(self) -> int:
+        """Frames in the RX ring waiting for recv()."""
+        if not self._rings:
+            return 0
+        return (int(self.rx.prod[0]) - int(self.rx.cons[0])) & MASK32
+
+    @property
+    def queue_capacity(self) -> int:
+        return RX_RING_SIZE
+
     def open(self, pool: Pool) -> None:
         if pool.max_frame < self.iface.mtu + 18:
             raise PortError(f"xdp:{self.args}: pool buffers hold {pool.max_frame}-byte "

@@ -61,6 +61,29 @@ def test_exact_frames_both_ways_with_counters(lab, big_pool):
         b.close()
 
 
+def test_queued_tells_the_scheduler_what_waits_in_the_ring(lab, big_pool):
+    """`queued` counts received frames recv() has not taken yet, so the flow scheduler can
+    clone a receiving segment that falls behind on a real interface."""
+    a = lab.open_port("a", "packet:pa0", big_pool, 0)
+    b = lab.open_port("b", "packet:pb0", big_pool, 1)
+    try:
+        assert b.queued == 0 and b.queue_capacity > 0
+        assert send_frames(a, numbered_frames(900, 3)) == 900
+        deadline = time.monotonic() + 2
+        while b.queued < 900 and time.monotonic() < deadline:
+            time.sleep(0.01)  # a block goes to user space when full or after 1 ms
+        assert b.queued == 900
+        batch = Batch(big_pool, 256)
+        assert b.recv(batch, 100) == 100
+        assert b.queued == 800
+        big_pool.free(batch)
+        assert len(receive_frames(b, 800)) == 800
+        assert b.queued == 0
+    finally:
+        a.close()
+        b.close()
+
+
 def test_received_metadata_port_and_timestamp(lab, big_pool):
     a = lab.open_port("a", "packet:pa0", big_pool, 0)
     b = lab.open_port("b", "packet:pb0", big_pool, 7)

@@ -96,7 +96,12 @@ def test_a_reader_that_starts_late_loses_no_burst(lab, big_pool):
             sent += send_frames(a, frames[at:at + 1100])
             time.sleep(0.02)
         assert sent == 6600 and RX_RING_SIZE >= 6600
+        deadline = time.monotonic() + 2
+        while b.queued < 6600 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the veth peer's NAPI may still be moving the last frames
+        assert b.queued == 6600  # what the flow scheduler sees waiting
         got = receive_frames(b, 6600)  # the first read of b
+        assert b.queued == 0
         b.refresh_kernel_stats()
         assert (len(got), b.stats.rx_dropped) == (6600, 0)
         assert got == frames
