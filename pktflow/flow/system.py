@@ -370,7 +370,9 @@ class System:
     def run(self, duration: float | None = None, *, until_idle: float | None = None,
             ) -> dict[str, Any]:
         """Start, run for `duration` seconds (None: until Ctrl-C), stop; returns the final
-        counters. With `until_idle`, stop earlier once no packet moved for that long."""
+        counters. With `until_idle`, stop earlier once no packet moved for that long. A
+        graph whose every source is finite (pcap files) stops once they are played and
+        the graph has drained."""
         if not self.running:
             self.start()
         rt = self._runtime
@@ -380,6 +382,8 @@ class System:
         try:
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(0.01 if until_idle is not None else 0.05)
+                if self._sources_exhausted() and rt.quiet():
+                    break
                 if until_idle is None:
                     continue
                 seen = rt.activity
@@ -391,6 +395,13 @@ class System:
         except KeyboardInterrupt:
             log.info("interrupted: stopping and draining")
         return self.stop()
+
+    def _sources_exhausted(self) -> bool:
+        """True when every source of the graph is a port that has nothing more to give."""
+        sources = [n for n in self._nodes if n.op in ("receiver", "pcap_reader",
+                                                     "generator", "vector_generator")]
+        return bool(sources) and all(
+            n.op in ("receiver", "pcap_reader") and n.params["port"].at_end for n in sources)
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of every counter (plain dicts): nodes, ports, rings, conservation."""

@@ -113,6 +113,24 @@ def build_swap(nf):
     nf.sender(f, 1)
 
 
+def test_a_graph_of_finite_sources_stops_when_they_are_played(tmp_path):
+    # No duration: the run ends because every source (a pcap file) has nothing more.
+    write_input(tmp_path / "in.pcap", 300)
+    nf = System(FlowConfig(pool_size=1024, batch_size=32),
+                [f"0=pcap:{tmp_path}/in.pcap,{tmp_path}/out.pcap"])
+    f = nf.receiver(0)
+    nf.handler(f, ttl_to_7)
+    nf.sender(f, 0)
+    other = nf.pcap_reader(tmp_path / "in.pcap", repeat=2)
+    nf.pcap_writer(other, tmp_path / "out2.pcap")
+    stats = nf.run()
+    nf.close()
+    assert_conserved(nf)
+    assert stats["ports"]["0"]["tx_packets"] == 300
+    assert len(rdpcap(str(tmp_path / "out.pcap"))) == 300
+    assert len(rdpcap(str(tmp_path / "out2.pcap"))) == 600
+
+
 def test_main_runs_a_build_function(tmp_path, capsys):
     write_input(tmp_path / "in.pcap", 25)
     argv = ["--port", f"0=pcap:{tmp_path}/in.pcap", "--port", f"1=pcap:,{tmp_path}/out.pcap",
