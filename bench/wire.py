@@ -4,7 +4,9 @@
     which sends every frame on to `dst`; contenders are pktflow (flow engine, a receiver
     -> sender graph) with AF_XDP and with AF_PACKET, and dpdk-testpmd (io forwarding) with
     its net_af_xdp and net_af_packet vdevs.
-(b) Generation: pktflow's generator against trafgen, each sending on src -> fwd alone.
+(b) Generation: pktflow's generator against trafgen, each sending on src -> fwd alone:
+    one sending worker (AF_XDP, AF_PACKET) against trafgen on one CPU, and two workers on
+    the link's two queues against trafgen's default, one process per CPU.
 
 Every rate is measured the same way: the receiving interface's packet counter over the
 same RUN_S window, after the contender started (compiling, EAL init) and traffic ran for
@@ -192,11 +194,13 @@ def _wait_arriving(lab: VethLab, where: tuple[str, str], proc: subprocess.Popen,
         time.sleep(0.2)
 
 
-def _generate_pktflow(lab: VethLab, tmp: Path, driver: str) -> Figure:
-    log = tmp / f"pktgen-{driver}.log"
+def _generate_pktflow(lab: VethLab, tmp: Path, *specs: str) -> Figure:
+    """pktflow's generator with one port (one sending worker) per spec, all on s0."""
+    log = tmp / "pktgen.log"
+    ports = [a for i, spec in enumerate(specs) for a in ("--port", f"{i}={spec}")]
     with open(log, "w") as out:
-        gen = _start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", "--port",
-                     f"0={driver}:s0", "--run-for", str(START_TIMEOUT + 30), "--json",
+        gen = _start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", *ports,
+                     "--run-for", str(START_TIMEOUT + 30), "--json",
                      "-f", "/dev/null", stdout=out, stderr=subprocess.STDOUT)
     try:
         # Sending starts once the generator has loaded: wait for the first frames.
@@ -280,21 +284,30 @@ def main() -> None:
             print(f"generate {name}: {f.pps / 1e6:.3f} Mpps (64 B; CPU {f.cpu:.2f} cores)",
                   flush=True)
 
+        # Two queues on the link, so two AF_XDP sockets (two generator workers, one per
+        # CPU) can send at once, as trafgen's two processes do; every contender below
+        # sends over the same two-queue link.
+        for host, ifname in (("src", "s0"), ("fwd", "f0")):
+            subprocess.run(["ip", "netns", "exec", lab.ns(host), "ethtool", "-L", ifname,
+                            "rx", "2", "tx", "2"], capture_output=True)
+        mine = ("pktflow xdp", "pktflow xdp 2 queues", "pktflow packet")
         gen = _best_of_rounds([
-            ("pktflow xdp", lambda: _generate_pktflow(lab, tmp, "xdp")),
-            ("pktflow packet", lambda: _generate_pktflow(lab, tmp, "packet")),
+            (mine[0], lambda: _generate_pktflow(lab, tmp, "xdp:s0")),
+            (mine[1], lambda: _generate_pktflow(lab, tmp, "xdp:s0", "xdp:s0,queue=1")),
+            (mine[2], lambda: _generate_pktflow(lab, tmp, "packet:s0")),
             ("trafgen", lambda: _generate_trafgen(lab, conf)),
             ("trafgen 1 cpu", lambda: _generate_trafgen(lab, conf, 1))], show_generate)
-        ours = max((gen[k].pps for k in ("pktflow xdp", "pktflow packet") if k in gen),
-                   default=0.0)
-        packet = gen["pktflow packet"].pps if "pktflow packet" in gen else 0.0
-        for peer in ("trafgen", "trafgen 1 cpu"):
-            if peer in gen and gen[peer].pps:
-                if ours:
-                    print(f"ratio pktflow/{peer} generate: {ours / gen[peer].pps:.2f}")
-                if packet:  # trafgen sends through an AF_PACKET ring too
-                    print(f"ratio pktflow af_packet/{peer} generate: "
-                          f"{packet / gen[peer].pps:.2f}")
+        def rate(name: str) -> float:
+            return gen[name].pps if name in gen else 0.0
+
+        one = max(rate(mine[0]), rate(mine[2]))
+        for label, ours, peer in (
+                ("one worker / trafgen on one CPU", one, rate("trafgen 1 cpu")),
+                ("two workers / trafgen on every CPU", rate(mine[1]), rate("trafgen")),
+                ("af_packet / trafgen on one CPU, both AF_PACKET rings", rate(mine[2]),
+                 rate("trafgen 1 cpu"))):
+            if ours and peer:
+                print(f"ratio pktflow/trafgen generate ({label}): {ours / peer:.2f}")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
