@@ -22,12 +22,12 @@ ICMP_CSUM_OFF = 2
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _word(data, b, o):
+def word16(data, b, o):
     return (np.int64(data[b, o]) << 8) | np.int64(data[b, o + 1])
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _put_word(data, b, o, value):
+def put_word16(data, b, o, value):
     data[b, o] = np.uint8((value >> 8) & 255)
     data[b, o + 1] = np.uint8(value & 255)
 
@@ -89,7 +89,7 @@ def ipv4_update_checksum(data, meta, b):
     c = ipv4_checksum(data, meta, b)
     if c < 0:
         return False
-    _put_word(data, b, meta[b, M.L3] + 10, c)
+    put_word16(data, b, meta[b, M.L3] + 10, c)
     return True
 
 
@@ -110,9 +110,9 @@ def ip_end(data, meta, b):
     if o < 0:
         return -1
     if f & M.F_IPV4:
-        return o + _word(data, b, o + 2)
+        return o + word16(data, b, o + 2)
     if f & M.F_IPV6:
-        return o + 40 + _word(data, b, o + 4)
+        return o + 40 + word16(data, b, o + 4)
     return -1
 
 
@@ -159,7 +159,7 @@ def _l4_ok(data, meta, b, flag, csum_off, pseudo):
     s = _l4_sum(data, meta, b, csum_off, pseudo)
     if s < 0:
         return False
-    stored = _word(data, b, meta[b, M.L4] + csum_off)
+    stored = word16(data, b, meta[b, M.L4] + csum_off)
     if flag == M.F_UDP and stored == 0:
         return (meta[b, M.FLAGS] & M.F_IPV4) != 0  # optional over IPv4, mandatory over IPv6
     # Summing in the stored value also accepts 0x0000 for 0xFFFF (one number in ones' compl.)
@@ -171,7 +171,7 @@ def _l4_update(data, meta, b, flag, csum_off, pseudo):
     c = _l4_checksum(data, meta, b, flag, csum_off, pseudo)
     if c < 0:
         return False
-    _put_word(data, b, meta[b, M.L4] + csum_off, c)
+    put_word16(data, b, meta[b, M.L4] + csum_off, c)
     return True
 
 

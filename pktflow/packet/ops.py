@@ -18,31 +18,21 @@ from numba import njit
 
 from pktflow.packet import checksum as C
 from pktflow.packet import meta as M
+from pktflow.packet.checksum import put_word16, word16
 from pktflow.packet.parse import parse_packet
 
 DEFAULT_TTL = 64
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _get16(data, b, o):
-    return (np.int64(data[b, o]) << 8) | np.int64(data[b, o + 1])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _put16(data, b, o, v):
-    data[b, o] = np.uint8((v >> 8) & 255)
-    data[b, o + 1] = np.uint8(v & 255)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _get32(data, b, o):
-    return (_get16(data, b, o) << 16) | _get16(data, b, o + 2)
+    return (word16(data, b, o) << 16) | word16(data, b, o + 2)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _put32(data, b, o, v):
-    _put16(data, b, o, (v >> 16) & 0xFFFF)
-    _put16(data, b, o + 2, v & 0xFFFF)
+    put_word16(data, b, o, (v >> 16) & 0xFFFF)
+    put_word16(data, b, o + 2, v & 0xFFFF)
 
 
 # ---------------------------------------------------------------- raw bytes
@@ -67,7 +57,7 @@ def get_u8(data, meta, b, offset):
 def get_u16(data, meta, b, offset):
     """The big-endian 16-bit word at frame `offset`, -1 outside the frame."""
     o = _frame_pos(meta, b, offset, 2)
-    return np.int64(-1) if o < 0 else _get16(data, b, o)
+    return np.int64(-1) if o < 0 else word16(data, b, o)
 
 
 @njit(cache=True, nogil=True)
@@ -91,7 +81,7 @@ def set_u16(data, meta, b, offset, value):
     """Write a big-endian 16-bit word at frame `offset`; False outside the frame."""
     o = _frame_pos(meta, b, offset, 2)
     if o >= 0:
-        _put16(data, b, o, value)
+        put_word16(data, b, o, value)
     return o >= 0
 
 
@@ -191,12 +181,12 @@ def push_ipv4(data, meta, b, src, dst, proto):
     s = meta[b, M.START]
     o = s + l2
     data[b, o] = 0x45
-    _put16(data, b, o + 2, inner_len + 20)
+    put_word16(data, b, o + 2, inner_len + 20)
     data[b, o + 8] = DEFAULT_TTL
     data[b, o + 9] = np.uint8(proto & 255)
     _put32(data, b, o + 12, src)
     _put32(data, b, o + 16, dst)
-    _put16(data, b, o - 2, M.ETYPE_IPV4)
+    put_word16(data, b, o - 2, M.ETYPE_IPV4)
     parse_packet(data, meta, b)
     C.ipv4_update_checksum(data, meta, b)
     return True
@@ -220,7 +210,7 @@ def pop_ipv4(data, meta, b):
     ihl = np.int64(data[b, meta[b, M.L3]] & 15) * 4
     if not _close_gap(data, meta, b, l2, ihl):
         return False
-    _put16(data, b, meta[b, M.START] + l2 - 2, etype)
+    put_word16(data, b, meta[b, M.START] + l2 - 2, etype)
     parse_packet(data, meta, b)
     return True
 
@@ -235,7 +225,7 @@ def _init_frame(data, meta, b, length, etype):
     if start < 0 or length < M.ETH_HLEN or start + length > data.shape[1]:
         return False
     data[b, start:start + length] = 0
-    _put16(data, b, start + 12, etype)
+    put_word16(data, b, start + 12, etype)
     meta[b, M.LEN] = length
     return True
 
@@ -260,19 +250,19 @@ def _init_ip(data, meta, b, version, proto, l4len, payload_len):
     o = meta[b, M.START] + M.ETH_HLEN
     if version == 4:
         data[b, o] = 0x45
-        _put16(data, b, o + 2, l3len + l4len + payload_len)
+        put_word16(data, b, o + 2, l3len + l4len + payload_len)
         data[b, o + 8] = DEFAULT_TTL
         data[b, o + 9] = proto
     else:
         data[b, o] = 0x60
-        _put16(data, b, o + 4, l4len + payload_len)
+        put_word16(data, b, o + 4, l4len + payload_len)
         data[b, o + 6] = proto
         data[b, o + 7] = DEFAULT_TTL
     l4 = o + l3len
     if proto == M.IPPROTO_TCP:
         data[b, l4 + 12] = 0x50  # data offset: 5 words, no options
     elif proto == M.IPPROTO_UDP:
-        _put16(data, b, l4 + 4, l4len + payload_len)
+        put_word16(data, b, l4 + 4, l4len + payload_len)
     elif proto == M.IPPROTO_ICMP:
         data[b, l4] = 8  # echo request
     elif proto == M.IPPROTO_ICMPV6:
@@ -324,13 +314,13 @@ def init_ipv6_icmp6(data, meta, b, payload_len):
 @njit(cache=True, nogil=True)
 def _adjust_at(data, b, o, old, new, is_udp):
     """Incrementally fix the checksum word at `o` after a 32-bit value changed."""
-    csum = _get16(data, b, o)
+    csum = word16(data, b, o)
     if is_udp and csum == 0:
         return  # UDP over IPv4 without a checksum stays without one
     c = C.checksum_adjust32(csum, old, new)
     if is_udp and c == 0:
         c = 0xFFFF
-    _put16(data, b, o, c)
+    put_word16(data, b, o, c)
 
 
 @njit(cache=True, nogil=True)
@@ -373,9 +363,9 @@ def _port_rewrite(data, meta, b, flag, at, port):
     if (meta[b, M.FLAGS] & flag) == 0:
         return False
     o = meta[b, M.L4] + at
-    old = _get16(data, b, o)
+    old = word16(data, b, o)
     new = np.int64(port) & 0xFFFF
-    _put16(data, b, o, new)
+    put_word16(data, b, o, new)
     _l4_adjust(data, meta, b, old, new)
     return True
 
