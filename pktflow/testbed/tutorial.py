@@ -260,7 +260,9 @@ class TestbedRig(Rig):
         return out
 
     def finish_nf(self) -> dict[str, Any]:
-        """Stop the NF as Ctrl-C does and read the conservation line of its summary."""
+        """Stop the NF as Ctrl-C does and read the conservation line of its summary; the
+        drop reasons come from its statistics just before (no traffic runs by then)."""
+        ended = self._stats()["conservation"]["ended"]
         proc = self.nf_proc
         proc.send_signal(signal.SIGINT)
         try:
@@ -275,7 +277,7 @@ class TestbedRig(Rig):
             raise StepError(f"the NF exited with {proc.returncode} and no final counters:\n"
                             f"{out[-1000:]}{self.log.text()[-1000:]}")
         return {"total_entered": int(found.group(1)), "total_ended": int(found.group(2)),
-                "balanced": found.group(3) == "balanced"}
+                "balanced": found.group(3) == "balanced", "ended": ended}
 
     def close(self) -> None:
         try:

@@ -81,6 +81,8 @@ def test_steps_2_to_8_pass_on_the_testbed():
     for r in results.values():
         counters = next(c for c in r["checks"] if c["name"] == "NF counters add up")
         assert counters["passed"]  # read from the NF process's own final summary
+        lost = next(c for c in r["checks"] if c["name"] == "no packet lost inside the NF")
+        assert lost["passed"] and lost["measured"] == "none"
         assert not any("dropped" in note for note in r["notes"]), r["notes"]
     assert "testbed up in" in done.stderr  # the summary goes to stderr with --json
 
