@@ -21,7 +21,6 @@ is off by less than one period's share of packets, which is the tolerance.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import math
 import os
@@ -38,6 +37,7 @@ from typing import Any
 
 from pktflow.acl import RuleError
 from pktflow.flow import FlowConfig, FlowError, System
+from pktflow.flow.cli import script_module
 from pktflow.packet.pool import DEFAULT_BUFFERS
 from pktflow.pktgen import CommandError, Pktgen, PktgenError
 from pktflow.ports import PortTable
@@ -282,11 +282,8 @@ def load_step_module(number: int, examples: Path = EXAMPLES) -> ModuleType:
     if loaded is not None and Path(getattr(loaded, "__file__", "")).parent != examples:
         raise StepError(f"the steps' common.py is already loaded from {loaded.__file__}; "
                         f"run the steps of {examples} in a new process")
-    spec = importlib.util.spec_from_file_location(f"pktflow_tutorial_step{number:02d}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The name a step gets when run as a script too, so both share Numba's cache.
+    return script_module(path)
 
 
 _rigs = itertools.count()
