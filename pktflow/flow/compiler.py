@@ -183,6 +183,23 @@ def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _code_objects(const)
 
 
+def kernel_bound_objects(func: Callable) -> list[Any]:
+    """The kernel-bound objects (rule tables, ...) a user function names as globals or
+    closure variables, for statistics."""
+    func = _python_function(func)
+    if not isinstance(func, types.FunctionType):
+        return []
+    names = {n for c in _code_objects(func.__code__) for n in c.co_names}
+    found = [func.__globals__.get(n) for n in sorted(names)]
+    for cell in func.__closure__ or ():
+        try:
+            found.append(cell.cell_contents)
+        except ValueError:
+            continue  # an empty cell: the variable is not bound yet
+    unique = {id(obj): obj for obj in found if is_kernel_bound(obj)}
+    return list(unique.values())
+
+
 class BatchBinder:
     """Gives the interpreted path's user function one version of each kernel-bound object
     it names (as a global or a closure variable) per batch.

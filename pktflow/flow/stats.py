@@ -13,6 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from pktflow.flow.compiler import kernel_bound_objects
+
 if TYPE_CHECKING:
     from pktflow.flow.runtime import Runtime
     from pktflow.flow.system import System
@@ -105,12 +107,24 @@ def snapshot(system: System) -> dict[str, Any]:
             "name": port.name, "mac": str(port.mac), **port.stats.as_dict()}
     rings = [{"name": r.name, "used": len(r), "size": r.size}
              for r in (rt.rings.values() if rt else [])]
+    # Rule tables and other kernel-bound objects that report a status (version, load
+    # time, last error of a watched file), once each, with the nodes that use them.
+    tables: dict[int, dict[str, Any]] = {}
+    for node in system._nodes:
+        if node.func is None:
+            continue
+        for obj in kernel_bound_objects(node.func):
+            status = getattr(obj, "status", None)
+            if callable(status):
+                entry = tables.setdefault(id(obj), {**status(), "nodes": []})
+                entry["nodes"].append(node.name)
     return {
         "running": system.running,
         "uptime": round(time.monotonic() - rt.started, 3) if rt else 0.0,
         "nodes": nodes,
         "ports": ports,
         "rings": rings,
+        "tables": list(tables.values()),
         "conservation": conservation(system),
     }
 
@@ -170,6 +184,14 @@ def prometheus(snap: dict[str, Any]) -> str:
                 for p, v in ports.items()])
     metric("ring_used_packets", "gauge", "Packets waiting in a ring between segments.",
            [(f'ring="{_label(r["name"])}"', r["used"]) for r in snap["rings"]])
+    tables = snap.get("tables", [])
+    metric("rules_version", "gauge", "Active version of a rule table (1 = first load).",
+           [(f'file="{_label(str(t.get("file")))}"', t.get("version", 0)) for t in tables])
+    metric("rules_loaded_at_seconds", "gauge", "When the active rules were loaded (Unix time).",
+           [(f'file="{_label(str(t.get("file")))}"', t.get("loaded_at", 0)) for t in tables])
+    metric("rules_failed_reloads_total", "counter", "Edits of a rules file that were refused.",
+           [(f'file="{_label(str(t.get("file")))}"', t.get("failed_reloads", 0))
+            for t in tables])
     cons = snap["conservation"]
     metric("entered_packets_total", "counter", "Packets that entered the graph.",
            [(f'how="{k}"', v) for k, v in cons["entered"].items()])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.request
 
 import pytest
@@ -165,3 +166,33 @@ def test_pktflow_flow_run_command(tmp_path, capsys):
                          "--duration", "0.4"]) == 0
     assert "entered 12 ended 12 (balanced)" in capsys.readouterr().out
     assert len(rdpcap(str(tmp_path / "out.pcap"))) == 12
+
+
+def test_statistics_show_the_active_rules_version(tmp_path):
+    from pktflow.acl import L3Rules
+
+    path = tmp_path / "rules.conf"
+    path.write_text("ANY ANY ANY ANY ANY Accept\n")
+    rules = L3Rules.load(path).watch()
+
+    def accepted(pkt):
+        return rules.permit(pkt)
+
+    nf = System(FlowConfig(pool_size=1024), ["0=mem:rules-a", "1=mem:rules-b"])
+    f = nf.receiver(0)
+    nf.stopper(nf.separator(f, accepted))
+    nf.sender(f, 1)
+    try:
+        with nf:
+            (table,) = nf.stats()["tables"]
+            assert (table["file"], table["version"], table["nodes"]) == (str(path), 1, ["accepted"])
+            path.write_text("ANY ANY ANY ANY ANY Reject\n")
+            deadline = time.monotonic() + 5
+            while nf.stats()["tables"][0]["version"] == 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            snap = nf.stats()
+            assert snap["tables"][0]["version"] == 2
+            assert f'pktflow_rules_version{{file="{path}"}} 2' in prometheus(snap)
+    finally:
+        rules.stop()
+        nf.close()
