@@ -38,7 +38,7 @@ from typing import Any
 from pktflow.acl import RuleError
 from pktflow.flow import FlowConfig, FlowError, System
 from pktflow.flow.cli import script_module
-from pktflow.packet.pool import DEFAULT_BUFFERS
+from pktflow.packet.pool import DEFAULT_BUFFERS, Pool
 from pktflow.pktgen import CommandError, Pktgen, PktgenError
 from pktflow.ports import PortTable
 from pktflow.ports.base import PortError, PortSpecError
@@ -303,11 +303,13 @@ class Rig:
     gen_ports: PortTable | None = None
     rules_path: Path | None = None
 
-    def _start_generator(self, gen_ports: PortTable, script: Path) -> None:
-        """Start the generator on `gen_ports` and run the step's script on it."""
+    def _start_generator(self, gen_ports: PortTable, script: Path,
+                         pool: Pool | None = None) -> None:
+        """Start the generator on `gen_ports` (with `pool`, the NF's when they share
+        memory wires) and run the step's script on it."""
         self.messages: list[str] = []
         self.gen_ports = gen_ports
-        self.gen = Pktgen(gen_ports, output=self.messages.append)
+        self.gen = Pktgen(gen_ports, pool=pool, output=self.messages.append)
         errors = self.gen.load(script)
         if errors:
             raise StepError("; ".join(errors))
@@ -477,12 +479,14 @@ class StepRig(Rig):
                     [f"{p}=mem:{wire}_{p},ring={RING},mac={mac}"
                      for p, mac in enumerate(NF_MACS)])
             self.gen_ports = gen_ports
-            self.nf = System(config or FlowConfig(), self._nf_ports)
+            # A pool of the rig's own: nothing else in the process (an earlier NF or
+            # generator, a test) can hold or hand back buffers the step is using.
+            self.nf = System(config or FlowConfig(pool_size=RING), self._nf_ports)
             parser = argparse.ArgumentParser()
             sys.modules["common"].add_arguments(parser)
             self.rules = module.build(self.nf, parser.parse_args(args))
             self.nf.start()
-            self._start_generator(gen_ports, examples / spec.script)
+            self._start_generator(gen_ports, examples / spec.script, self.nf.pool)
         except BaseException:
             self.close()
             raise
