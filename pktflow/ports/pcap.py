@@ -174,7 +174,7 @@ class PcapPort(Port):
         bytes_before = writer.bytes
         try:
             written = writer.write(batch, None if self.keep_ts else time.time_ns())
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: closed by another thread meanwhile
             written = 0
             if not self.stats.tx_errors:
                 log.warning("port %d: writing %s failed: %s", self.id, self.out_path, e)
