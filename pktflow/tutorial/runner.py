@@ -481,17 +481,16 @@ class StepRig(Rig):
             self.gen_ports = gen_ports
             # A pool of the rig's own: nothing else in the process (an earlier NF or
             # generator, a test) can hold or hand back buffers the step is using.
-            # Only steps 10 and 11 are about scaling. The others run their NF on one core:
-            # clones of a receiving segment have been seen to misroute about 2% of a full-
-            # speed burst (separator verdicts; under investigation), which exact counts catch.
-            cores = None if spec.paced else tuple(sorted(os.sched_getaffinity(0)))[:1]
-            self.nf = System(config or FlowConfig(pool_size=RING).with_values(cores=cores),
-                             self._nf_ports)
+            # Over memory wires the NF and the generator share a pool of their own; ports
+            # given by the caller were opened on the caller's pool.
+            default = FlowConfig(pool_size=None if ports is not None else RING)
+            self.nf = System(config or default, self._nf_ports)
             parser = argparse.ArgumentParser()
             sys.modules["common"].add_arguments(parser)
             self.rules = module.build(self.nf, parser.parse_args(args))
             self.nf.start()
-            self._start_generator(gen_ports, examples / spec.script, self.nf.pool)
+            self._start_generator(gen_ports, examples / spec.script,
+                                  None if ports is not None else self.nf.pool)
         except BaseException:
             self.close()
             raise
