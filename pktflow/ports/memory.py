@@ -101,7 +101,7 @@ class _Ring:
         self.size = size
         self.head = 0  # packets ever pushed; written by the sending port only
         self.tail = 0  # packets ever popped; written by the receiving port only
-        self.lock = threading.Lock()  # open() and close() only, never per batch
+        self.lock = threading.Lock()  # taken once per batch by send/recv, and by open/close
         self.pool: Pool | None = None  # set when the owning port is opened
         self.closed = False
 
@@ -246,12 +246,16 @@ class MemoryPort(Port):
             n = batch.n
             if n == 0:
                 return 0
-        head = ring.head
-        room = ring.size - (head - ring.tail)
-        take = n if n <= room else room
+        # One lock per batch (not per packet): a ring must never see two writers or a
+        # close() in the middle of a push, whichever threads a graph or generator uses.
+        with ring.lock:
+            head = ring.head
+            room = 0 if ring.closed else ring.size - (head - ring.tail)
+            take = n if n <= room else room
+            if take > 0:
+                nbytes = _ring_push(ring.slots, head, pool.meta, batch.idx, take)
+                ring.head = head + take  # publish only after the indices are in the slots
         if take > 0:
-            nbytes = _ring_push(ring.slots, head, pool.meta, batch.idx, take)
-            ring.head = head + take  # publish only after the indices are in the slots
             stats = self.stats
             stats.tx_packets += take
             stats.tx_bytes += nbytes
@@ -289,25 +293,26 @@ class MemoryPort(Port):
 
     def recv(self, batch: Batch, max_n: int) -> int:
         ring = self._ring
-        tail = ring.tail
-        waiting = ring.head - tail
-        if waiting <= 0:
-            return 0
-        at = batch.n
-        take = len(batch.idx) - at
-        if max_n < take:
-            take = max_n
-        if waiting < take:
-            take = waiting
-        if take <= 0:
-            return 0
-        pool = ring.pool
-        if batch.pool is not pool:
-            raise PortError(f"port {self.id} ({self.name}): recv into a batch of pool "
-                            f'"{batch.pool.name}" but the port was opened on another pool')
-        nbytes = _ring_pop(ring.slots, tail, take, batch.idx, at, pool.meta, pool.ts, self.id,
-                           time.time_ns())
-        ring.tail = tail + take  # frees the slots for the sender only after the copy
+        if ring.head == ring.tail:
+            return 0  # nothing waiting: no lock taken on an idle poll
+        with ring.lock:  # one reader at a time, and never beside close()
+            tail = ring.tail
+            waiting = ring.head - tail
+            at = batch.n
+            take = len(batch.idx) - at
+            if max_n < take:
+                take = max_n
+            if waiting < take:
+                take = waiting
+            if take <= 0:
+                return 0
+            pool = ring.pool
+            if batch.pool is not pool:
+                raise PortError(f"port {self.id} ({self.name}): recv into a batch of pool "
+                                f'"{batch.pool.name}" but the port was opened on another pool')
+            nbytes = _ring_pop(ring.slots, tail, take, batch.idx, at, pool.meta, pool.ts,
+                               self.id, time.time_ns())
+            ring.tail = tail + take  # frees the slots for the sender only after the copy
         batch.n = at + take
         stats = self.stats
         stats.rx_packets += take
@@ -326,8 +331,8 @@ class MemoryPort(Port):
                 del _wires[wire.name]
         self._wire = None
         ring = self._ring
-        # The graph's workers have stopped by now (close must not race recv on this port);
-        # a peer that sends after this sees `closed` and counts its packets as dropped.
+        # Under the ring's lock: a recv or a peer's send in progress finishes first; a
+        # peer that sends after this sees `closed` and counts its packets as dropped.
         with ring.lock:
             ring.closed = True
             left = len(ring)
