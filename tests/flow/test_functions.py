@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -156,7 +158,8 @@ def test_partitioner_sequence_is_exact_across_batches(rig):
 
 
 def test_merger_takes_turns(rig):
-    r = rig(3, batch_size=16)
+    # One core: the scheduler makes no clones, whose overlap would reorder an input.
+    r = rig(3, batch_size=16, cores=(min(os.sched_getaffinity(0)),))
     a, b = r.nf.receiver(0), r.nf.receiver(1)
     merged = r.nf.merger(a, b)
     # A slow (interpreted) handler behind the merger lets both inputs build a backlog.
