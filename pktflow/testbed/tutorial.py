@@ -32,6 +32,7 @@ from pktflow.ports.linux import Interface, netns
 from pktflow.testbed.topo import Testbed
 from pktflow.tutorial.runner import (
     EXAMPLES,
+    NFCounts,
     Rig,
     StepError,
     StepSpec,
@@ -152,7 +153,6 @@ class TestbedRig(Rig):
         self.tb = tb
         self.nf_proc: subprocess.Popen | None = None
         self.log: NFLog | None = None
-        self._snapshot: dict[str, Any] = {}
         try:
             with netns(tb.ns_path("gen")):
                 gen_ports = PortTable.from_specs(
@@ -213,17 +213,14 @@ class TestbedRig(Rig):
                 conn.close()
         if reply.status != 200:
             raise http.client.HTTPException(f"/stats answered {reply.status}")
-        self._snapshot = json.loads(body)
-        return self._snapshot
+        return json.loads(body)
 
     # ---- the judge's view of the NF ------------------------------------------------
-    def nf_port_counts(self) -> tuple[int, int, int]:
-        ports = self._stats()["ports"]
-        return (ports["0"]["rx_packets"], ports["0"]["tx_packets"], ports["1"]["tx_packets"])
-
-    def nf_in_flight(self) -> int:
-        # nf_port_counts() ran just before (see Rig._settled): the same snapshot.
-        return int(self._snapshot["conservation"]["in_flight"])
+    def nf_counts(self) -> NFCounts:
+        snap = self._stats()
+        c, ports = snap["conservation"], snap["ports"]
+        return NFCounts(int(c["entered"]["received"]), int(c["in_flight"]),
+                        ports["0"]["tx_packets"], ports["1"]["tx_packets"])
 
     def rules_status(self) -> dict[str, Any]:
         if self.log is None or self.rules_path is None:

@@ -244,6 +244,17 @@ class StepResult:
         return d
 
 
+@dataclass(frozen=True)
+class NFCounts:
+    """What the judge reads of the NF: packets its receivers took into the graph, packets
+    still inside it, and packets its ports 0 and 1 sent."""
+
+    received: int
+    in_flight: int
+    tx0: int
+    tx1: int
+
+
 @dataclass
 class Counts:
     """Generator counters of one burst, per port."""
@@ -315,12 +326,8 @@ class Rig:
             raise StepError("; ".join(errors))
 
     # ---- what subclasses provide ------------------------------------------------------
-    def nf_port_counts(self) -> tuple[int, int, int]:
-        """(port 0 rx, port 0 tx, port 1 tx) packets of the NF's ports."""
-        raise NotImplementedError
-
-    def nf_in_flight(self) -> int:
-        """Packets the NF took in and has not yet sent or dropped."""
+    def nf_counts(self) -> NFCounts:
+        """The NF's counters now; its graph's counters are read before its ports'."""
         raise NotImplementedError
 
     def rules_status(self) -> dict[str, Any]:
@@ -356,20 +363,26 @@ class Rig:
         self.close()
 
     # ---- driving the generator and judging --------------------------------------------
-    def _settled(self, base: tuple[int, int, int]) -> bool:
-        """True when the NF took every packet sent, ended each one, and the generator
-        counted every reply."""
+    def _settled(self, base: NFCounts) -> bool:
+        """True when the NF's graph took in every packet sent and ended each one, and the
+        generator then counted every reply the NF's ports sent.
+
+        The order of reads matters: a port counts a packet before the graph does, so only
+        the graph's own counters say the NF is done; the generator is read last so that
+        its replies are compared with the NF's final port counters."""
+        nf = self.nf_counts()
         gs = self.gen.stats()
-        rx0, tx0, tx1 = (now - before for now, before in zip(self.nf_port_counts(), base,
-                                                              strict=True))
-        return (rx0 == gs[0]["tx_packets"] and self.nf_in_flight() == 0
-                and gs[0]["rx_packets"] == tx0 and gs[1]["rx_packets"] == tx1)
+        return (nf.received - base.received == gs[0]["tx_packets"] and nf.in_flight == 0
+                and gs[0]["rx_packets"] == nf.tx0 - base.tx0
+                and gs[1]["rx_packets"] == nf.tx1 - base.tx1)
 
     def _progress(self) -> tuple[int, ...]:
+        nf = self.nf_counts()
         gs = self.gen.stats()
-        return (*self.nf_port_counts(), gs[0]["rx_packets"], gs[1]["rx_packets"])
+        return (nf.received, nf.in_flight, nf.tx0, nf.tx1,
+                gs[0]["rx_packets"], gs[1]["rx_packets"])
 
-    def _settle(self, base: tuple[int, int, int], nothing_back: bool) -> bool:
+    def _settle(self, base: NFCounts, nothing_back: bool) -> bool:
         """Wait until every packet is accounted for; give up once nothing moved for
         STALL seconds (a packet lost on a real wire never arrives) or after
         SETTLE_TIMEOUT."""
@@ -395,7 +408,7 @@ class Rig:
         until the NF drained and the replies settled; returns the generator's counters."""
         gen = self.gen
         gen.clear()
-        base = self.nf_port_counts()
+        base = self.nf_counts()
         gen.execute(f"set 0 count {count}")
         gen.execute(f"set 0 pps {pps}" if pps else "set 0 rate 100")
         started = time.monotonic()
@@ -417,7 +430,7 @@ class Rig:
             raise StepError(f"{self.spec.name} has no watched rules file to edit")
         gen = self.gen
         gen.clear()
-        base = self.nf_port_counts()
+        base = self.nf_counts()
         before = self.rules_status()
         text = transform(self.rules_path.read_text())
         gen.execute("set 0 count 0")
@@ -509,13 +522,11 @@ class StepRig(Rig):
         if self.gen_ports is not None:
             self.gen_ports.close()
 
-    def nf_port_counts(self) -> tuple[int, int, int]:
+    def nf_counts(self) -> NFCounts:
+        c = self.nf.check_conservation()
         ports = self.nf.ports
-        return (ports[0].stats.rx_packets, ports[0].stats.tx_packets,
-                ports[1].stats.tx_packets)
-
-    def nf_in_flight(self) -> int:
-        return int(self.nf.check_conservation()["in_flight"])
+        return NFCounts(int(c["entered"]["received"]), int(c["in_flight"]),
+                        ports[0].stats.tx_packets, ports[1].stats.tx_packets)
 
     def rules_status(self) -> dict[str, Any]:
         if not hasattr(self.rules, "status"):
