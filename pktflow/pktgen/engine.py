@@ -87,6 +87,9 @@ class PortWorker:
         self.pool = pool
         self.pcap_path = pcap_path
         self.lock = threading.Lock()  # guards counters and the sending state
+        # Held by the worker for a whole transmit round: stop() takes it, so once a port
+        # shows as stopped its counters are final (no round is still being counted).
+        self._round = threading.RLock()
         self.done = threading.Event()
         self.done.set()
         self.sending = False
@@ -224,7 +227,8 @@ class PortWorker:
             self.sending = True
 
     def stop(self) -> None:
-        with self.lock:
+        """Stop transmitting; returns once the round in progress (if any) is counted."""
+        with self._round, self.lock:
             self.sending = False
             self.done.set()
 
@@ -243,10 +247,11 @@ class PortWorker:
         while not self.closing:
             wait = None
             if self.sending:
-                try:
-                    wait = self._transmit()
-                except Exception as e:  # noqa: BLE001 - the thread must outlive any failure
-                    self._tx_failed(e)
+                with self._round:
+                    try:
+                        wait = self._transmit() if self.sending else None
+                    except Exception as e:  # noqa: BLE001 - the thread must outlive any failure
+                        self._tx_failed(e)
             elif self._stall_since is not None:
                 self._stall_over()  # stopped while the pool was dry: the pause ends here
             got = 0
