@@ -153,17 +153,7 @@ def parse_address(text: str) -> CIDR | None:
 
 def parse_protocol(text: str) -> int | None:
     """`ANY`, a protocol name (tcp, udp, icmp, ...) or a number (decimal or 0x hex)."""
-    if text.upper() == "ANY":
-        return None
-    low = text.lower()
-    if low in PROTOCOLS:
-        return PROTOCOLS[low]
-    value = _number(text, 255)
-    if value is None:
-        names = ", ".join(PROTOCOLS)
-        raise ValueError(f'bad protocol "{text}": expected ANY, a number from 0 to 255 '
-                         f"or one of {names}")
-    return value
+    return _named_number(text, PROTOCOLS, 255, "protocol", "a number from 0 to 255")
 
 
 def parse_range(text: str, what: str, limit: int) -> tuple[int, int] | None:
@@ -195,16 +185,20 @@ def parse_mac_field(text: str, what: str) -> int | None:
 
 def parse_ethertype(text: str) -> int | None:
     """`ANY`, a name (ipv4, ipv6, arp, mpls, ...) or a number (0x hex or decimal)."""
+    return _named_number(text, ETHERTYPES, 0xFFFF, "ethertype", "a number like 0x0800")
+
+
+def _named_number(text: str, names: dict[str, int], limit: int, what: str,
+                  example: str) -> int | None:
+    """`ANY` (None), one of `names`, or a number up to `limit`."""
     if text.upper() == "ANY":
         return None
-    low = text.lower()
-    if low in ETHERTYPES:
-        return ETHERTYPES[low]
-    value = _number(text, 0xFFFF)
+    value = names.get(text.lower())
     if value is None:
-        names = ", ".join(ETHERTYPES)
-        raise ValueError(f'bad ethertype "{text}": expected ANY, a number like 0x0800 '
-                         f"or one of {names}")
+        value = _number(text, limit)
+    if value is None:
+        raise ValueError(f'bad {what} "{text}": expected ANY, {example} '
+                         f"or one of {', '.join(names)}")
     return value
 
 

@@ -21,11 +21,11 @@ import numpy as np
 from numba import njit
 
 from pktflow.packet import meta as M
-from pktflow.packet.addr import MACAddr
-from pktflow.packet.pool import Batch, Pool
-from pktflow.ports.base import Port, PortError, PortSpecError, register_driver
+from pktflow.packet.pool import Batch
+from pktflow.ports.base import PortError, PortSpecError, register_driver
 from pktflow.ports.linux import (
     Interface,
+    InterfacePort,
     memory_fence,
     parse_iface_args,
     privilege_error,
@@ -172,7 +172,7 @@ def _tx_v3(ring, ring32, tx_base, frame_size, nframes, state, data, meta, idx, n
     return queued, nbytes, rejected, k
 
 
-class PacketPort(Port):
+class PacketPort(InterfacePort):
     """A Linux interface through an AF_PACKET socket with TPACKET_V3 mmap rings."""
 
     driver = "packet"
@@ -242,14 +242,6 @@ class PacketPort(Port):
         sock.setblocking(False)
 
     @property
-    def mac(self) -> MACAddr:
-        return self.iface.mac
-
-    @property
-    def link_up(self) -> bool:
-        return self.iface.link_up
-
-    @property
     def queued(self) -> int:
         """Frames in blocks the kernel has handed to us and recv() has not read yet."""
         if self._ring is None:
@@ -264,12 +256,6 @@ class PacketPort(Port):
     def queue_capacity(self) -> int:
         """The receive ring in full-size frames (it holds more of smaller ones)."""
         return RX_BLOCKS * (RX_BLOCK_SIZE // RX_FRAME_SIZE)
-
-    def open(self, pool: Pool) -> None:
-        if pool.max_frame < self.iface.mtu + 18:
-            raise PortError(f"packet:{self.args}: pool buffers hold {pool.max_frame}-byte "
-                            f"frames, the interface MTU needs {self.iface.mtu + 18}")
-        super().open(pool)
 
     def recv(self, batch: Batch, max_n: int) -> int:
         pool = self.pool

@@ -27,12 +27,12 @@ import numpy as np
 from numba import njit
 
 from pktflow.packet import meta as M
-from pktflow.packet.addr import MACAddr
-from pktflow.packet.pool import Batch, Pool
-from pktflow.ports.base import Port, PortError, PortSpecError, register_driver
+from pktflow.packet.pool import Batch
+from pktflow.ports.base import PortError, PortSpecError, register_driver
 from pktflow.ports.bpf import BpfError, XskRedirect
 from pktflow.ports.linux import (
     Interface,
+    InterfacePort,
     log,
     memory_fence,
     parse_iface_args,
@@ -177,7 +177,7 @@ class _SockaddrXdp(ctypes.Structure):
 _programs: dict[tuple[int, int], tuple[XskRedirect, int]] = {}
 
 
-class XdpPort(Port):
+class XdpPort(InterfacePort):
     """A Linux interface queue through an AF_XDP socket."""
 
     driver = "xdp"
@@ -285,14 +285,6 @@ class XdpPort(Port):
         raise AssertionError("unreachable")
 
     @property
-    def mac(self) -> MACAddr:
-        return self.iface.mac
-
-    @property
-    def link_up(self) -> bool:
-        return self.iface.link_up
-
-    @property
     def queued(self) -> int:
         """Frames in the RX ring waiting for recv()."""
         if not self._rings:
@@ -302,12 +294,6 @@ class XdpPort(Port):
     @property
     def queue_capacity(self) -> int:
         return RX_RING_SIZE
-
-    def open(self, pool: Pool) -> None:
-        if pool.max_frame < self.iface.mtu + 18:
-            raise PortError(f"xdp:{self.args}: pool buffers hold {pool.max_frame}-byte "
-                            f"frames, the interface MTU needs {self.iface.mtu + 18}")
-        super().open(pool)
 
     def recv(self, batch: Batch, max_n: int) -> int:
         self._polls += 1

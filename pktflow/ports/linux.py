@@ -25,7 +25,8 @@ from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 from pktflow.packet.addr import MACAddr
-from pktflow.ports.base import PortError, PortSpecError
+from pktflow.packet.pool import Pool
+from pktflow.ports.base import Port, PortError, PortSpecError
 
 log = logging.getLogger("pktflow.ports")
 
@@ -132,6 +133,27 @@ class Interface:
     def close(self) -> None:
         self._ctl.close()
         self.netns.close()
+
+
+class InterfacePort(Port):
+    """What every port on a Linux interface shares: its MAC and link state are the
+    interface's, and pool buffers must hold a frame of the interface's MTU."""
+
+    iface: Interface
+
+    @property
+    def mac(self) -> MACAddr:
+        return self.iface.mac
+
+    @property
+    def link_up(self) -> bool:
+        return self.iface.link_up
+
+    def open(self, pool: Pool) -> None:
+        if pool.max_frame < self.iface.mtu + 18:
+            raise PortError(f"{self.driver}:{self.args}: pool buffers hold {pool.max_frame}-"
+                            f"byte frames, the interface MTU needs {self.iface.mtu + 18}")
+        super().open(pool)
 
 
 class NetnsHandle:

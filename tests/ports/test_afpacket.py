@@ -202,3 +202,20 @@ def test_unprivileged_user_is_told_to_use_sudo(lab):
                               "PKTFLOW_CACHE_DIR": "/tmp/pktflow-nobody"})
     assert "AF_PACKET needs root or CAP_NET_RAW" in out.stdout, out.stderr[-2000:]
     assert "run with sudo" in out.stdout
+
+
+@pytest.mark.parametrize(("mtu", "driver", "says"), [
+    (9000, "packet", "1920-byte frames, the interface MTU needs 9018"),
+    (3000, "xdp", "1920-byte frames, the interface MTU needs 3018"),
+    (9000, "xdp", "MTU 9000 is above what XDP supports"),
+])
+def test_jumbo_mtu_is_refused_with_the_numbers(mtu, driver, says):
+    """A jumbo-MTU link on a pool of 1920-byte frames would truncate frames silently; the
+    port refuses to open and says which numbers disagree (and veth's XDP limit, which
+    comes first for AF_XDP)."""
+    tag = f"mt{os.getpid() % 100000}"
+    with VethLab(tag, ["a", "b"], [("a", "ma0", "b", "mb0")], mtu=mtu) as lab:
+        with pytest.raises(PortError) as err:
+            lab.open_port("a", f"{driver}:ma0", Pool(buffers=64, name="small"))
+    assert str(err.value).startswith(f"{driver}:ma0: ")
+    assert says in str(err.value)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import struct
 
@@ -112,6 +113,11 @@ class XskRedirect:
                         f"{ifname} already has an XDP program (another NF or tool?): "
                         f"remove it with `ip link set dev {ifname} xdp off` or "
                         f"`xdp-loader unload {ifname} --all`, or use packet:{ifname}")
+                if err == errno.ERANGE:  # the driver's XDP frame limit (a page, for veth)
+                    raise BpfError(
+                        f"cannot attach XDP to {ifname}: its MTU {iface.mtu} is above what "
+                        f"XDP supports on this driver; lower it (`ip link set dev {ifname} "
+                        f"mtu 1500`) or use packet:{ifname}")
                 raise BpfError(f"cannot attach XDP to {ifname}: {os.strerror(err)}")
             self.link_fd = result
         except BaseException:
