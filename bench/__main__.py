@@ -11,7 +11,9 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     here = Path(__file__).parent
-    names = argv or sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name != "common")
+    # Benchmarks are the package's public modules (not this runner, not helpers).
+    names = argv or sorted(m.name for m in pkgutil.iter_modules([str(here)])
+                           if not m.name.startswith("_"))
     failed = []
     for name in names:
         print(f"== bench/{name} ({time.strftime('%Y-%m-%d %H:%M:%S')})", flush=True)
