@@ -6,7 +6,8 @@
     its net_af_xdp and net_af_packet vdevs.
 (b) Generation: pktflow's generator against trafgen, each sending on src -> fwd alone:
     one sending worker (AF_XDP, AF_PACKET) against trafgen on one CPU, and two workers on
-    the link's two queues against trafgen's default, one process per CPU.
+    the link's two queues against trafgen's default, one process per CPU. trafgen sends
+    the frame pktflow's generator sends by default (captured first), byte for byte.
 
 Every rate is measured the same way: the receiving interface's packet counter over the
 same RUN_S window, after the contender started (compiling, EAL init) and traffic ran for
@@ -211,6 +212,32 @@ def _generate_pktflow(lab: VethLab, tmp: Path, *specs: str) -> Figure:
         _stop(gen)
 
 
+def _pktflow_frame_conf(lab: VethLab, tmp: Path) -> Path:
+    """A trafgen configuration that sends the very frame pktflow's generator sends by
+    default (captured on the wire), so both generators make the kernel do the same work."""
+    capture = tmp / "pktflow-frame.pcap"
+    dump = _start(lab, "fwd", "tcpdump", "-i", "f0", "-c", "1", "-U", "-w", str(capture),
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # tcpdump is listening
+        gen = _start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", "--port",
+                     "0=packet:s0", "--count", "10", stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gen.wait(START_TIMEOUT)
+        dump.wait(10)
+    finally:
+        _stop(dump)
+    raw = capture.read_bytes()
+    # pcap: a 24-byte file header, a 16-byte record header (its third word: stored bytes).
+    length = int.from_bytes(raw[32:36], "little")
+    frame = raw[40:40 + length]
+    if len(frame) < 60:
+        raise RuntimeError(f"no pktflow frame captured on f0 ({len(raw)} bytes in the pcap)")
+    conf = tmp / "pktflow-frame.cfg"
+    conf.write_text("{ " + ", ".join(f"0x{b:02x}" for b in frame) + " }\n")
+    return conf
+
+
 def _generate_trafgen(lab: VethLab, conf: Path, cpus: int | None = None) -> Figure:
     gen = _trafgen(lab, conf, None, cpus)
     try:
@@ -290,13 +317,14 @@ def main() -> None:
         for host, ifname in (("src", "s0"), ("fwd", "f0")):
             subprocess.run(["ip", "netns", "exec", lab.ns(host), "ethtool", "-L", ifname,
                             "rx", "2", "tx", "2"], capture_output=True)
+        same = _pktflow_frame_conf(lab, tmp)
         mine = ("pktflow xdp", "pktflow xdp 2 queues", "pktflow packet")
         gen = _best_of_rounds([
             (mine[0], lambda: _generate_pktflow(lab, tmp, "xdp:s0")),
             (mine[1], lambda: _generate_pktflow(lab, tmp, "xdp:s0", "xdp:s0,queue=1")),
             (mine[2], lambda: _generate_pktflow(lab, tmp, "packet:s0")),
-            ("trafgen", lambda: _generate_trafgen(lab, conf)),
-            ("trafgen 1 cpu", lambda: _generate_trafgen(lab, conf, 1))], show_generate)
+            ("trafgen", lambda: _generate_trafgen(lab, same)),
+            ("trafgen 1 cpu", lambda: _generate_trafgen(lab, same, 1))], show_generate)
         def rate(name: str) -> float:
             return gen[name].pps if name in gen else 0.0
 
