@@ -141,6 +141,9 @@ def _forwarding_threads(pid: int) -> list[int]:
     return tids
 
 
+DPDK_PREFIX = f"pktflow-forward-{os.getpid()}"  # EAL's run folder /var/run/dpdk/<prefix>
+
+
 def testpmd_rate(seconds: float) -> tuple[float, float] | None:
     """Packets testpmd forwards per wall-clock second and per CPU second of its one
     forwarding core (null ports)."""
@@ -149,7 +152,8 @@ def testpmd_rate(seconds: float) -> tuple[float, float] | None:
         print("testpmd: dpdk-testpmd not found (Debian package dpdk)")
         return None
     argv = [exe, "--no-huge", "--no-pci", "--vdev=net_null0", "--vdev=net_null1", "-l", "0-1",
-            "-m", "1024", "--log-level=error", "--", "-i", "--forward-mode=mac",
+            "-m", "1024", f"--file-prefix={DPDK_PREFIX}", "--log-level=error", "--", "-i",
+            "--forward-mode=mac",
             "--total-num-mbufs=65536"]
     console = _Console(argv)
     try:
@@ -173,6 +177,7 @@ def testpmd_rate(seconds: float) -> tuple[float, float] | None:
         if console.proc.poll() is None:
             console.proc.kill()
             console.proc.wait()
+        shutil.rmtree(f"/var/run/dpdk/{DPDK_PREFIX}", ignore_errors=True)
     text = console.out.decode(errors="replace")
     block = text[text.rfind("Accumulated forward statistics"):]
     match = re.search(r"TX-packets:\s+(\d+)", block)

@@ -132,11 +132,14 @@ def part_rates() -> tuple[float, float]:
     return kernel_pps, port_pps
 
 
+DPDK_PREFIX = f"pktflow-pktgen-{os.getpid()}"  # EAL's run folder /var/run/dpdk/<prefix>
+
+
 def testpmd_rate(exe: str) -> tuple[float | None, str]:
     """testpmd txonly on net_null: (the best Tx-pps it reported while running, or None;
     the tail of its output, to show when it gave no figure)."""
     cmd = [exe, "--no-huge", "-m", "1024", "--no-pci", "--vdev=net_null0", "-l", "0-1",
-           f"--file-prefix=pktflow-bench-{os.getpid()}", "--", "--forward-mode=txonly",
+           f"--file-prefix={DPDK_PREFIX}", "--", "--forward-mode=txonly",
            "--total-num-mbufs=8192", "--stats-period", "1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -147,6 +150,8 @@ def testpmd_rate(exe: str) -> tuple[float | None, str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
+    finally:
+        shutil.rmtree(f"/var/run/dpdk/{DPDK_PREFIX}", ignore_errors=True)
     rates = [int(m) for m in re.findall(r"Tx-pps:\s+(\d+)", out)]
     rates = [r for r in rates if r > 0]
     return (max(rates) if rates else None), "\n".join(out.splitlines()[-10:])
