@@ -295,13 +295,7 @@ class PacketPort(InterfacePort):
                 self._kick()
             if done == batch.n:
                 break
-        with self._stats_lock:
-            self.stats.tx_packets += sent
-            self.stats.tx_bytes += nbytes
-            self.stats.tx_errors += rejected
-            self.stats.tx_dropped += batch.n - done
-        pool.free(batch)
-        return sent
+        return self._sent(batch, sent, nbytes, rejected, done)
 
     def _kick(self) -> None:
         """Ask the kernel to transmit every frame marked for sending."""

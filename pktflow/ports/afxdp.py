@@ -330,13 +330,7 @@ class XdpPort(InterfacePort):
             self._kick()
             if done == batch.n:
                 break
-        with self._stats_lock:
-            self.stats.tx_packets += sent
-            self.stats.tx_bytes += nbytes
-            self.stats.tx_errors += rejected
-            self.stats.tx_dropped += batch.n - done
-        pool.free(batch)
-        return sent
+        return self._sent(batch, sent, nbytes, rejected, done)
 
     def _kick(self, rounds: int = 64) -> None:
         """Make the kernel transmit what the TX ring holds; copy mode sends a budget of

@@ -25,7 +25,7 @@ from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 from pktflow.packet.addr import MACAddr
-from pktflow.packet.pool import Pool
+from pktflow.packet.pool import Batch, Pool
 from pktflow.ports.base import Port, PortError, PortSpecError
 
 log = logging.getLogger("pktflow.ports")
@@ -154,6 +154,18 @@ class InterfacePort(Port):
             raise PortError(f"{self.driver}:{self.args}: pool buffers hold {pool.max_frame}-"
                             f"byte frames, the interface MTU needs {self.iface.mtu + 18}")
         super().open(pool)
+
+    def _sent(self, batch: Batch, sent: int, nbytes: int, rejected: int, done: int) -> int:
+        """Count a send() whose ring took `sent` frames (`nbytes`), refused `rejected` and
+        had no room for the rest of `batch` after `done`; free the batch (the frames were
+        copied into the ring). Returns `sent`."""
+        with self._stats_lock:
+            self.stats.tx_packets += sent
+            self.stats.tx_bytes += nbytes
+            self.stats.tx_errors += rejected
+            self.stats.tx_dropped += batch.n - done
+        batch.pool.free(batch)
+        return sent
 
 
 class NetnsHandle:
