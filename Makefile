@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := dpdk-dev netsniff-ng mininet bridge-utils iputils-ping tcpdump tshark \
-	xdp-tools libxdp-dev libbpf-dev clang iproute2 ethtool
+	xdp-tools libxdp-dev libbpf-dev clang iproute2 ethtool fuse3 linux-source-6.12 chromium
 # Keep Numba's and pktflow's generated-code caches inside the checkout.
 export PKTFLOW_CACHE_DIR ?= $(CURDIR)/.venv/cache
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/cache/numba
