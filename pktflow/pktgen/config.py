@@ -42,6 +42,9 @@ PROTO_NAMES = {v: k for k, v in PROTOS.items()}
 RANGE_FIELDS = ("dst_mac", "src_mac", "dst_ip", "src_ip", "dst_port", "src_port", "ttl",
                 "vlan", "size")
 F_DST_MAC, F_SRC_MAC, F_DST_IP, F_SRC_IP, F_DST_PORT, F_SRC_PORT, F_TTL, F_VLAN, F_SIZE = range(9)
+# A RangeField `inc` that draws every value uniformly from [min, max] instead of stepping
+# (the kernel pktgen's *_RND flags).
+RANDOM_STEP = -(1 << 62)
 FIELD_LIMITS = {
     "dst_mac": (0, (1 << 48) - 1), "src_mac": (0, (1 << 48) - 1),
     "dst_ip": (0, (1 << 32) - 1), "src_ip": (0, (1 << 32) - 1),
@@ -95,6 +98,8 @@ class PortConfig:
     src_prefix6: int = 64
     dst_ip6: int = 0
     vlan: bool = False  # insert an 802.1Q tag
+    tos: int = 0  # IPv4 TOS byte / IPv6 traffic class
+    payload: bytes | None = None  # payload prefix, zeros after; None: Pktgen's "abc" fill
     range: bool = False
     pcap: bool = False
     range_proto: int | None = None  # `range <pl> proto`; None keeps the single proto
@@ -234,17 +239,21 @@ def build_template(cfg: PortConfig) -> Template:
     eth += struct.pack("!H", M.ETYPE_IPV6 if cfg.ipv6 else M.ETYPE_IPV4)
     l3 = len(eth)
     if cfg.ipv6:
-        ip = struct.pack("!IHBB", 6 << 28, 0, proto, first["ttl"])
+        ip = struct.pack("!IHBB", (6 << 28) | (cfg.tos << 20), 0, proto, first["ttl"])
         ip += cfg.src_ip6.to_bytes(16, "big") + cfg.dst_ip6.to_bytes(16, "big")
     else:
-        ip = struct.pack("!BBHHHBBH", 0x45, 0, 0, 0, 0, first["ttl"], proto, 0)
+        ip = struct.pack("!BBHHHBBH", 0x45, cfg.tos, 0, 0, 0, first["ttl"], proto, 0)
         ip += first["src_ip"].to_bytes(4, "big") + first["dst_ip"].to_bytes(4, "big")
     l4 = l3 + len(ip)
     l4h = _l4_header(proto, first["src_port"], first["dst_port"])
     payload_at = l4 + len(l4h)
     max_frame = MAX_SIZE - FCS_LEN
     fill = np.frombuffer(FILL_PATTERN, dtype=np.uint8)
-    payload = np.resize(fill, max_frame - payload_at)
+    if cfg.payload is None:
+        payload = np.resize(fill, max_frame - payload_at)
+    else:
+        payload = np.zeros(max_frame - payload_at, dtype=np.uint8)
+        payload[:len(cfg.payload)] = np.frombuffer(cfg.payload, dtype=np.uint8)
     psums = payload_word_sums(payload)
     frame = np.zeros(max_frame, dtype=np.uint8)
     frame[:payload_at] = np.frombuffer(eth + ip + l4h, dtype=np.uint8)

@@ -38,6 +38,7 @@ from pktflow.pktgen.config import (
     LAY_L4_CSUM,
     LAY_PAYLOAD,
     LAY_PROTO,
+    RANDOM_STEP,
 )
 
 # Columns of the receive accumulator (int64), filled by rx_account.
@@ -81,7 +82,10 @@ def _put48(d, o, v):
 
 @njit(cache=True, nogil=True, inline="always")
 def _next(v, inc, lo, hi):
-    """The value after v: v + inc, wrapping past hi to lo (below lo to hi)."""
+    """The value after v: v + inc, wrapping past hi to lo (below lo to hi); a uniform
+    draw from [lo, hi] when inc is RANDOM_STEP."""
+    if inc == RANDOM_STEP:
+        return np.random.randint(lo, hi + 1)
     v += inc
     if v > hi:
         return lo
