@@ -74,6 +74,11 @@ class LayerView:
 
     def __getattr__(self, name: str) -> Any:
         fn = LAYER_METHODS.get((self._layer.name, name))
+        field = next((f for f in self._layer.fields if f.name == name), None)
+        if field is not None:
+            # Python retries a property whose getter raised AttributeError (HeaderMissing is
+            # one) here; say why the field failed, not that it does not exist.
+            self._span(field)
         if fn is None:
             raise AttributeError(
                 f"{self._layer.name} has no field or method {name!r}; fields: "
