@@ -23,6 +23,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -585,10 +586,12 @@ class Engine:
             return d.text()
 
     # ---- writing -----------------------------------------------------------------------
-    def write(self, name: str, data: bytes) -> int:
-        """Apply a write to file `name`; returns 0 or the errno the kernel's write returns."""
+    def write(self, name: str, data: bytes,
+              interrupted: Callable[[], bool] | None = None) -> int:
+        """Apply a write to file `name`; returns 0 or the errno the kernel's write returns.
+        A `start` polls `interrupted` and stops the run when it says so."""
         if name == "pgctrl":
-            return self.write_pgctrl(data)
+            return self.write_pgctrl(data, interrupted)
         t = self.thread(name)
         if t is not None:
             return self.write_thread(t, data)
@@ -597,12 +600,13 @@ class Engine:
             raise KeyError(name)
         return self.write_device(d, data)
 
-    def write_pgctrl(self, data: bytes) -> int:
+    def write_pgctrl(self, data: bytes,
+                     interrupted: Callable[[], bool] | None = None) -> int:
         if not data:
             return errno.EINVAL
         cmd = P.parse_pgctrl_write(data)
         if cmd == "start":
-            self.start()
+            self.start(interrupted=interrupted)
         elif cmd == "stop":
             self.stop()
         elif cmd == "reset":
@@ -662,8 +666,10 @@ class Engine:
             self.changed.notify_all()
 
     # ---- pgctrl --------------------------------------------------------------------------
-    def start(self, timeout: float | None = None) -> bool:
-        """Start every thread's devices and wait until none runs; False on timeout."""
+    def start(self, timeout: float | None = None,
+              interrupted: Callable[[], bool] | None = None) -> bool:
+        """Start every thread's devices and wait until none runs; False on timeout. When
+        `interrupted()` turns true the run stops, as a signal stops the kernel's."""
         with self.lock:
             for t in self.threads:
                 if t.worker is not None and t.worker.is_alive():
@@ -680,6 +686,9 @@ class Engine:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
+                if interrupted is not None and interrupted():
+                    for t in self.threads:
+                        t.stop = True
                 self.changed.wait(0.1 if left is None else min(left, 0.1))
         return True
 
