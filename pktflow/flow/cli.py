@@ -55,8 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler-interval", type=float, metavar="S",
                    help="seconds between scaling decisions (default 0.2)")
     g.add_argument("--stats", metavar="ADDR",
-                   help="serve statistics over HTTP on PORT or HOST:PORT (default host "
-                        "127.0.0.1)")
+                   help="serve statistics and the live dashboard over HTTP on PORT or "
+                        "HOST:PORT (default host 127.0.0.1)")
+    g.add_argument("--stats-public", action="store_true", default=None,
+                   help="allow --stats on an address other machines can reach")
     g.add_argument("--log-interval", type=float, metavar="S",
                    help="log a one-line summary every S seconds")
     g.add_argument("--mode", choices=("auto", "compiled", "interpreted"),
@@ -71,7 +73,7 @@ def config_from_args(args: argparse.Namespace) -> FlowConfig:
     config = FlowConfig.from_file(args.config) if args.config else FlowConfig()
     values: dict[str, Any] = {}
     for key in ("batch_size", "ring_size", "pool_size", "scheduler_interval", "log_interval",
-                "mode"):
+                "mode", "stats_public"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     if args.cores is not None:

@@ -80,6 +80,7 @@ class FlowConfig:
     scheduler_interval: float = 0.2  # seconds between the scheduler's scaling decisions
     pool_size: int | None = None  # buffers of a private pool; None shares default_pool()
     stats: tuple[str, int] | None = None  # HTTP statistics address, None = off
+    stats_public: bool = False  # let `stats` be a non-loopback address (open to the network)
     log_interval: float = 0.0  # seconds between one-line logs, 0 = off
     mode: str = "auto"  # compile user functions: auto, compiled, interpreted
 
@@ -97,6 +98,7 @@ class FlowConfig:
              "a number of buffers >= 64, or null for the shared pool"),
             ("log_interval", 0 <= self.log_interval <= 86400, "seconds >= 0 (0 = off)"),
             ("mode", self.mode in MODES, f"one of {', '.join(MODES)}"),
+            ("stats_public", isinstance(self.stats_public, bool), "true or false"),
         )
         for name, ok, expected in checks:
             if not ok:

@@ -1,19 +1,18 @@
 """Statistics of a running or stopped graph: snapshot, conservation, log line, HTTP export.
 
 `snapshot(system)` returns plain dicts (JSON-ready). The HTTP server serves it as JSON on
-`/stats` (and `/`) and as Prometheus text on `/metrics`, on the configured address
-(127.0.0.1 unless told otherwise), from a thread of its own.
+`/stats`, as Prometheus text on `/metrics` and live on the dashboard page `/`, on the
+configured address (127.0.0.1 unless told otherwise), from threads of its own.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
 from pktflow.flow.compiler import kernel_bound_objects
+from pktflow.flow.graph import FlowError
 
 if TYPE_CHECKING:
     from pktflow.flow.runtime import Runtime
@@ -102,6 +101,7 @@ def snapshot(system: System) -> dict[str, Any]:
             entry["copy_failed"] = c["copy_failed"]
         if node.port_id is not None:
             entry["port"] = node.port_id
+        entry["inputs"] = [[source.id, slot] for source, slot in node.inputs]
         nodes.append(entry)
     ports = {}
     for port in system._all_ports():
@@ -203,45 +203,14 @@ def prometheus(snap: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-class StatsServer:
-    """JSON (/stats, /) and Prometheus text (/metrics) over HTTP from a daemon thread."""
+class StatsServer(StatsHTTPServer):
+    """The NF's statistics server: JSON (/stats), Prometheus (/metrics), the dashboard
+    page (/) and its live events (/events), from daemon threads (see pktflow.dashboard)."""
 
     def __init__(self, system: System, address: tuple[str, int]) -> None:
-        owner = system
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802  (http.server's name)
-                path = self.path.split("?")[0]
-                if path in ("/", "/stats"):
-                    body = json.dumps(owner.stats(), indent=1).encode()
-                    kind = "application/json"
-                elif path == "/metrics":
-                    body = prometheus(owner.stats()).encode()
-                    kind = "text/plain; version=0.0.4"
-                else:
-                    self.send_error(404, "try /stats or /metrics")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return None  # keep the NF's log for the NF
-
-        self.server = ThreadingHTTPServer(address, Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       name="pktflow-stats", daemon=True)
-        self.thread.start()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self.server.server_address[:2]
-        return str(host), int(port)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        board = Board()
+        board.attach("nf", system.stats, prometheus)
+        try:
+            super().__init__(board, address, public=system.config.stats_public)
+        except BindError as e:
+            raise FlowError(str(e)) from None

@@ -1,0 +1,481 @@
+"""The one statistics HTTP server of pktflow: JSON, Prometheus text, the live page, its events.
+
+A `Board` holds named sources ("nf", "pktgen"): functions that return a JSON-ready
+snapshot. `StatsHTTPServer` serves them from daemon threads:
+
+    /               the dashboard page (pktflow/dashboard/static)
+    /stats          the first source's snapshot, fresh (`/stats/NAME` for another one)
+    /snapshot       every source at once, numbered: {"seq", "time", "nf", "pktgen"};
+                    `?seq=N` returns published snapshot N again (the last 64 are kept)
+    /events         server-sent events: one numbered snapshot per `interval` seconds
+    /metrics        Prometheus text of every source that has a renderer
+
+Snapshots for `/events` are taken once per tick by one publisher thread, whatever the number
+of clients, and only while a client listens: the NF pays for one snapshot per tick, not one
+per page. Requests are read with hard limits (request line, header block, time to send them,
+concurrent connections); anything else gets a 4xx and the connection is closed, so a slow or
+garbage client can hold one thread for a few seconds at most and never the NF.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import io
+import ipaddress
+import json
+import logging
+import mimetypes
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Snapshot = Callable[[], dict[str, Any]]
+Metrics = Callable[[dict[str, Any]], str]
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_REQUEST_LINE = 8192  # bytes; longer: 414
+MAX_HEAD = 16384  # request line plus headers; larger: 431
+HEAD_SECONDS = 5.0  # a client must send its whole request head within this time
+WRITE_SECONDS = 5.0  # a client that takes longer to take a reply (or an event) is dropped
+MAX_CONNECTIONS = 256  # open connections at once (pages hold one each); beyond: 503
+KEEPALIVE_SECONDS = 15.0  # an SSE comment line this often keeps proxies from timing out
+KEEP = 64  # published snapshots kept for /snapshot?seq=N
+LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+log = logging.getLogger("pktflow.dashboard")
+
+
+class BindError(ValueError):
+    """The statistics address is not allowed or cannot be bound; the message says why."""
+
+
+def is_local(host: str) -> bool:
+    """True for loopback addresses and localhost: reachable from this machine only."""
+    if host.lower() in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Board:
+    """Named snapshot sources and the numbered snapshots published from them."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        if not 0.01 <= interval <= 1.0:
+            raise ValueError(f"interval {interval}: expected 0.01 to 1 seconds")
+        self.interval = interval
+        self._sources: dict[str, tuple[Snapshot, Metrics | None]] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._history: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=KEEP)
+        self._seq = 0
+        self._listeners = 0
+        self._closed = False
+        self._publisher: threading.Thread | None = None
+
+    # ---- sources --------------------------------------------------------------------
+    def attach(self, name: str, snapshot: Snapshot, metrics: Metrics | None = None) -> None:
+        """Serve `snapshot()` under `name` (replacing a source of that name)."""
+        with self._lock:
+            self._sources[name] = (snapshot, metrics)
+
+    def detach(self, name: str) -> None:
+        """Stop serving the source `name` (no error if absent)."""
+        with self._lock:
+            self._sources.pop(name, None)
+
+    @property
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._sources)
+
+    def collect(self) -> dict[str, Any]:
+        """A fresh snapshot of every source; a source that fails shows its error instead."""
+        with self._lock:
+            sources = list(self._sources.items())
+        docs: dict[str, Any] = {}
+        for name, (snapshot, _) in sources:
+            try:
+                docs[name] = snapshot()
+            except Exception as e:  # a broken source must not take the server down
+                docs[name] = {"error": f"{type(e).__name__}: {e}"}
+        return docs
+
+    def metrics(self) -> str:
+        """Prometheus text of every source that has a renderer."""
+        with self._lock:
+            sources = list(self._sources.values())
+        parts = []
+        for snapshot, render in sources:
+            if render is not None:
+                parts.append(render(snapshot()))
+        return "".join(parts)
+
+    # ---- numbered snapshots -----------------------------------------------------------
+    def publish(self) -> tuple[int, bytes]:
+        """Take a numbered snapshot of every source, keep it, wake the event streams."""
+        docs = self.collect()
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            body = json.dumps({"seq": seq, "time": round(time.time(), 3), **docs},
+                              separators=(",", ":")).encode()
+            self._history.append((seq, body))
+            self._changed.notify_all()
+        return seq, body
+
+    def published(self, seq: int) -> bytes | None:
+        """Published snapshot `seq` as JSON, if still kept."""
+        with self._lock:
+            for n, body in self._history:
+                if n == seq:
+                    return body
+        return None
+
+    def wait_after(self, seq: int, timeout: float) -> tuple[int, bytes] | None:
+        """The newest snapshot after `seq`, waiting up to `timeout`; None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._closed:
+                if self._history and self._history[-1][0] > seq:
+                    return self._history[-1]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
+        return None
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """Count one event-stream client; the publisher runs while any is counted."""
+        with self._lock:
+            self._listeners += 1
+            if self._publisher is None and not self._closed:
+                self._publisher = threading.Thread(target=self._publish_loop,
+                                                   name="pktflow-dashboard", daemon=True)
+                self._publisher.start()
+            self._changed.notify_all()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listeners -= 1
+
+    def _publish_loop(self) -> None:
+        while True:
+            with self._lock:
+                while self._listeners == 0 and not self._closed:
+                    self._changed.wait()
+                if self._closed:
+                    return
+            started = time.monotonic()
+            self.publish()
+            time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def close(self) -> None:
+        """Stop the publisher and release waiting event streams."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+            publisher = self._publisher
+        if publisher is not None:
+            publisher.join(timeout=5)
+
+
+def load_static() -> dict[str, tuple[bytes, str]]:
+    """Every file of the page, by URL path, read once (the page is small)."""
+    files = {}
+    for path in sorted(STATIC.rglob("*")):
+        if path.is_file():
+            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            if kind.startswith("text/") or kind == "application/javascript":
+                kind += "; charset=utf-8"
+            files["/static/" + path.relative_to(STATIC).as_posix()] = (path.read_bytes(), kind)
+    return files
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP status and the reason sent back."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def read_head(sock: socket.socket, deadline: float) -> bytes | None:
+    """The request line and headers, read within limits; None if the client closed."""
+    buf = bytearray()
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            end = buf.find(b"\n\n")
+        size = end if end >= 0 else len(buf)
+        first = buf.find(b"\n", 0, size)
+        if (first < 0 and size > MAX_REQUEST_LINE) or first > MAX_REQUEST_LINE:
+            raise RequestError(414, f"request line longer than {MAX_REQUEST_LINE} bytes")
+        if size > MAX_HEAD:
+            raise RequestError(431, f"request head larger than {MAX_HEAD} bytes")
+        if end >= 0:
+            return bytes(buf[:end])
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RequestError(408, f"request head not received within {HEAD_SECONDS:g} s")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            raise RequestError(408, f"request head not received within "
+                                    f"{HEAD_SECONDS:g} s") from None
+        if not chunk:
+            return None
+        buf += chunk
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Serves one request per connection from the server's board and static files."""
+
+    server: StatsHTTPServer
+    server_version = "pktflow"
+    default_request_version = "HTTP/1.0"  # errors found while parsing get a status line
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.request_version = "HTTP/1.0"
+        self.command = None  # type: ignore[assignment]
+        self.requestline = ""
+        try:
+            head = read_head(self.connection, time.monotonic() + HEAD_SECONDS)
+            if head is None:
+                return
+            self.connection.settimeout(WRITE_SECONDS)
+            self.serve(head)
+        except RequestError as e:
+            self.refuse(e.status, str(e))
+        except OSError:
+            pass  # the client went away or stopped reading: nothing to tell it
+        finally:
+            self.close_connection = True
+
+    def refuse(self, status: int, reason: str) -> None:
+        try:
+            self.connection.settimeout(WRITE_SECONDS)
+            self.send_error(status, None, reason)
+        except OSError:
+            pass
+
+    def serve(self, head: bytes) -> None:
+        line, _, headers = head.partition(b"\n")
+        if len(line) > MAX_REQUEST_LINE:
+            raise RequestError(414, f"request line longer than {MAX_REQUEST_LINE} bytes")
+        if any(b < 0x20 or b > 0x7e for b in line.rstrip(b"\r")):
+            raise RequestError(400, "request line has control or non-ASCII bytes")
+        words = line.rstrip(b"\r").split(b" ")
+        if len(words) != 3 or not all(words):
+            raise RequestError(400, "expected METHOD PATH HTTP/1.x separated by single spaces")
+        if not words[2].startswith(b"HTTP/1."):
+            if words[2].startswith(b"HTTP/"):
+                raise RequestError(505, "only HTTP/1.0 and HTTP/1.1 are served")
+            raise RequestError(400, "expected METHOD PATH HTTP/1.x separated by single spaces")
+        for field in headers.split(b"\n") if headers.strip() else []:
+            name, colon, _ = field.partition(b":")
+            if not colon or not name or name != name.strip() or b" " in name:
+                raise RequestError(400, "a header line is not NAME: VALUE")
+        self.raw_requestline = line.rstrip(b"\r") + b"\r\n"
+        self.rfile = io.BytesIO(headers + b"\r\n\r\n")
+        try:
+            ok = self.parse_request()  # sends 400/431/505 itself
+        except http.client.HTTPException:
+            raise RequestError(431, "malformed headers") from None
+        self.close_connection = True
+        if not ok:
+            return
+        if self.command not in ("GET", "HEAD"):
+            raise RequestError(405, f"{self.command} is not served: use GET or HEAD")
+        if not self.server.host_allowed(self.headers.get("Host")):
+            raise RequestError(421, "Host header names another machine; open the page "
+                                    "as http://127.0.0.1:PORT/")
+        if not self.path.startswith("/"):
+            raise RequestError(400, "the path must start with /")
+        self.route()
+
+    def route(self) -> None:
+        url = urlsplit(self.path)
+        path = url.path
+        board = self.server.board
+        if path == "/":
+            body, kind = self.server.static["/static/index.html"]
+            self.reply(body, kind)
+        elif path in self.server.static:
+            body, kind = self.server.static[path]
+            self.reply(body, kind, cache=True)
+        elif path == "/stats" or path.startswith("/stats/"):
+            names = board.names
+            name = path[len("/stats/"):] if path.startswith("/stats/") else \
+                (names[0] if names else "")
+            if name not in names:
+                raise RequestError(404, f"no statistics source {name!r}; sources: "
+                                        f"{', '.join(names) or 'none yet'}")
+            doc = board.collect().get(name, {})
+            self.reply(json.dumps(doc, indent=1).encode(), "application/json")
+        elif path == "/snapshot":
+            seq_text = parse_qs(url.query).get("seq", [None])[0]
+            if seq_text is None:
+                _, body = board.publish()
+            else:
+                if not seq_text.isdigit() or len(seq_text) > 18:
+                    raise RequestError(400, "seq: expected a snapshot number")
+                found = board.published(int(seq_text))
+                if found is None:
+                    raise RequestError(404, f"snapshot {seq_text} is no longer kept (only "
+                                            f"the last {KEEP} are)")
+                body = found
+            self.reply(body, "application/json")
+        elif path == "/metrics":
+            self.reply(board.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/events":
+            self.stream()
+        else:
+            raise RequestError(404, "try / (the page), /stats, /snapshot, /events or /metrics")
+
+    def reply(self, body: bytes, kind: str, cache: bool = False) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def stream(self) -> None:
+        """Server-sent events until the client leaves or the server closes."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        board = self.server.board
+        self.wfile.write(b"retry: 1000\n\n")
+        self.wfile.flush()
+        last = 0
+        with board.listening():
+            while not self.server.closing.is_set():
+                event = board.wait_after(last, KEEPALIVE_SECONDS)
+                if event is None:
+                    self.wfile.write(b": keepalive\n\n")
+                else:
+                    last, body = event
+                    self.wfile.write(b"id: %d\ndata: %s\n\n" % (last, body))
+                self.wfile.flush()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return None  # keep the NF's log for the NF
+
+
+class StatsHTTPServer(ThreadingHTTPServer):
+    """The board's HTTP server on `address`, serving from a daemon thread once started.
+
+    A non-local address needs `public=True`: the page and the counters would otherwise be
+    open to the network without the user having asked for it."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
+
+    def __init__(self, board: Board, address: tuple[str, int], *, public: bool = False,
+                 ) -> None:
+        host, port = address
+        if not public and not is_local(host):
+            raise BindError(f"stats: {host}:{port} is reachable from other machines; bind "
+                            f"127.0.0.1 (the default) or say --stats-public to serve the "
+                            f"statistics and the dashboard to the network")
+        self.board = board
+        self.public = public
+        self.static = load_static()
+        self.closing = threading.Event()
+        self._open = 0
+        self._open_lock = threading.Lock()
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        try:
+            super().__init__((host, port), Handler)
+        except OSError as e:
+            raise BindError(f"stats: cannot listen on {host}:{port}: {e.strerror or e}") from None
+        if not is_local(host):
+            log.warning("statistics and dashboard open to the network on %s (asked for with "
+                        "--stats-public): anyone who reaches it sees the counters", self.url)
+        self.thread = threading.Thread(target=self.serve_forever, name="pktflow-stats",
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+    def host_allowed(self, host_header: str | None) -> bool:
+        """On a local bind, only Host names of this machine (pages of other sites that
+        rename themselves to 127.0.0.1 by DNS cannot read the counters)."""
+        if self.public or host_header is None:
+            return True
+        name = host_header.strip()
+        if name.startswith("["):
+            name = name[1:name.find("]")] if "]" in name else name
+        else:
+            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        return is_local(name)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = self._open >= MAX_CONNECTIONS
+            if not full:
+                self._open += 1
+        if full:
+            try:
+                request.setblocking(False)
+                request.send(b"HTTP/1.0 503 Service Unavailable\r\nConnection: close\r\n"
+                             b"Content-Length: 0\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open -= 1
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (event streams included)."""
+        with self._open_lock:
+            return self._open
+
+    def close(self) -> None:
+        """Stop serving, end the event streams, release the address."""
+        self.closing.set()
+        self.board.close()
+        self.shutdown()
+        self.server_close()
+        self.thread.join()
