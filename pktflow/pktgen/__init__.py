@@ -1,6 +1,7 @@
 """A Pktgen-compatible traffic generator: command language, engine, console, pages."""
 
 from pktflow.pktgen.commands import CommandError, Interpreter, parse_portlist
-from pktflow.pktgen.engine import Pktgen, PktgenError
+from pktflow.pktgen.engine import Engine, PktgenError
+from pktflow.pktgen.session import Pktgen
 
-__all__ = ["CommandError", "Interpreter", "Pktgen", "PktgenError", "parse_portlist"]
+__all__ = ["CommandError", "Engine", "Interpreter", "Pktgen", "PktgenError", "parse_portlist"]

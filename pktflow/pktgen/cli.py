@@ -14,8 +14,9 @@ import time
 
 from pktflow.packet.pcap import PcapError
 from pktflow.pktgen.commands import CommandError
-from pktflow.pktgen.engine import Pktgen, PktgenError
+from pktflow.pktgen.engine import PktgenError
 from pktflow.pktgen.page import render_page
+from pktflow.pktgen.session import Pktgen
 from pktflow.ports.base import PortError, PortSpecError, PortTable
 
 

@@ -4,6 +4,8 @@
 raises `CommandError` saying what is wrong and changes nothing. `run_file` runs a script
 line by line: a bad line is reported as `file:line: why` and the rest still runs, so a
 typo never stops the traffic. Syntax and defaults follow DPDK Pktgen's `commands.rst`.
+The interpreter drives an `Engine` and keeps what only the language knows: the page
+shown, a `quit` asked for, where script output goes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pktflow.packet.addr import (
     AddressError,
@@ -32,9 +33,8 @@ from pktflow.pktgen.config import (
     default_config,
     format_mac,
 )
-
-if TYPE_CHECKING:
-    from pktflow.pktgen.engine import Pktgen
+from pktflow.pktgen.engine import Engine
+from pktflow.pktgen.page import render_page
 
 MAX_LOAD_DEPTH = 8
 PAGES = ("main", "range", "stats")
@@ -110,10 +110,13 @@ def parse_float(text: str, what: str) -> float:
 
 
 class Interpreter:
-    """Runs command lines against a `Pktgen`."""
+    """Runs command lines against an `Engine`; script output and messages go to `output`."""
 
-    def __init__(self, gen: Pktgen) -> None:
+    def __init__(self, gen: Engine, output: Callable[[str], object] = print) -> None:
         self.gen = gen
+        self.output = output
+        self.page = "main"  # the page `page` chose last; the console keeps drawing it
+        self.quit_requested = False
         self.show_pages = True  # the console draws pages itself and turns this off
         self._depth = 0
         self._commands: dict[str, Callable[[list[str]], str]] = {
@@ -160,11 +163,11 @@ class Interpreter:
             except CommandError as e:
                 message = f"{path}:{number}: {e}"
                 errors.append(message)
-                self.gen.output(message)
+                self.output(message)
                 continue
             if out:
-                self.gen.output(out)
-            if self.gen.quit_requested:
+                self.output(out)
+            if self.quit_requested:
                 break
         return errors
 
@@ -478,15 +481,13 @@ class Interpreter:
         name = {"0": "main"}.get(name, name)
         if name not in PAGES or len(args) > 1:
             raise CommandError(f'page: unknown page "{" ".join(args)}" (main, range, stats)')
-        self.gen.page = name
+        self.page = name
         if not self.show_pages:
             return ""
-        from pktflow.pktgen.page import render_page
-
         return render_page(self.gen, name)
 
     def _quit(self, args: list[str]) -> str:
-        self.gen.quit_requested = True
+        self.quit_requested = True
         return ""
 
 

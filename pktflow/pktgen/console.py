@@ -13,8 +13,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from pktflow.pktgen.commands import CommandError
-from pktflow.pktgen.engine import Pktgen
 from pktflow.pktgen.page import render_page
+from pktflow.pktgen.session import Pktgen
 
 PROMPT = "Pktgen:/> "
 MESSAGE_LINES = 6

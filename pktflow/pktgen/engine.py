@@ -10,8 +10,8 @@ counted. Python thus runs once per round of up to a thousand packets, not per bu
 Rate control is a token bucket checked once per round: in percent mode the tokens are
 wire bytes (frame + FCS + preamble + inter-frame gap, as Pktgen counts line rate), in pps
 mode they are packets. An empty pool pauses transmission; the pause is counted, shown
-and logged. `Pktgen` is the Python API; the command language, console and CLI all drive
-the same object.
+and logged. `Engine` knows ports, settings and counters only: the command language
+(`commands.py`), its pages and the `Pktgen` session that joins them live above it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -511,24 +512,19 @@ def warm_up() -> None:
     _warm = True
 
 
-class Pktgen:
-    """A traffic generator on the ports of a `PortTable`, driven by Pktgen commands.
+class Engine:
+    """A traffic generator on the ports of a `PortTable`: per-port settings (`configs`,
+    changed under `config_lock`), transmit control and counters.
 
-    >>> gen = Pktgen(PortTable.from_specs(["0=mem:a", "1=mem:b"]))
-    >>> gen.execute("set 0 count 1000"); gen.start([0]); gen.wait_done(5); gen.stats()
+    >>> eng = Engine(PortTable.from_specs(["0=mem:a", "1=mem:b"]))
+    >>> eng.configs[0].count = 1000; eng.start([0]); eng.wait_done(5); eng.stats()
     """
 
     def __init__(self, ports: PortTable, pool: Pool | None = None,
-                 pcap: dict[int, str | Path] | None = None,
-                 output=print) -> None:
-        from pktflow.pktgen.commands import Interpreter
-
+                 pcap: dict[int, str | Path] | None = None) -> None:
         warm_up()
         self.ports = ports
         self.pool = pool or default_pool()
-        self.output = output
-        self.page = "main"
-        self.quit_requested = False
         self.config_lock = threading.RLock()
         ids = ports.ids()
         macs = {p.id: int(p.mac) for p in ports}
@@ -550,17 +546,6 @@ class Pktgen:
         self._sampler = threading.Thread(target=self._sample_loop, name="pktgen-rates",
                                          daemon=True)
         self._sampler.start()
-        self.interpreter = Interpreter(self)
-
-    # ---- commands -------------------------------------------------------------------
-    def execute(self, line: str) -> str:
-        """Run one command line; returns its text output, raises CommandError if bad."""
-        return self.interpreter.execute(line)
-
-    def load(self, path: str | Path) -> list[str]:
-        """Run a command file; bad lines are reported (file:line: why) and skipped.
-        Returns the error messages."""
-        return self.interpreter.run_file(path)
 
     # ---- control --------------------------------------------------------------------
     def port_ids(self, ids: Iterable[int] | None = None) -> list[int]:
@@ -630,7 +615,7 @@ class Pktgen:
             w.close()
         self._sampler.join(timeout=2)
 
-    def __enter__(self) -> Pktgen:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

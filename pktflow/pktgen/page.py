@@ -6,14 +6,10 @@ above its prompt and refreshes it about once a second, and `page` prints it in s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pktflow.packet.addr import IPv4Addr, IPv6Addr
 from pktflow.pktgen.config import PROTO_NAMES, format_mac
+from pktflow.pktgen.engine import Engine
 from pktflow.pktgen.kernels import HIST_LABELS
-
-if TYPE_CHECKING:
-    from pktflow.pktgen.engine import Pktgen
 
 LABEL_WIDTH = 22
 COLUMN_WIDTH = 24
@@ -30,13 +26,13 @@ def _table(title: str, rows: list[tuple[str, list[str]]]) -> str:
     return "\n".join(lines)
 
 
-def _title(gen: Pktgen, name: str) -> str:
+def _title(gen: Engine, name: str) -> str:
     ids = gen.port_ids()
     span = f"Ports {ids[0]}-{ids[-1]} of {len(ids)}" if ids else "no ports"
     return f"<{name}>  {span}  pktflow pktgen  (page main|range|stats, help)"
 
 
-def main_page(gen: Pktgen) -> str:
+def main_page(gen: Engine) -> str:
     """Rates, totals, errors, size histogram and the single-packet settings per port."""
     stats = gen.stats()
     ids = sorted(stats)
@@ -99,7 +95,7 @@ def main_page(gen: Pktgen) -> str:
     return text
 
 
-def range_page(gen: Pktgen) -> str:
+def range_page(gen: Engine) -> str:
     """Each range field's start, increment, minimum and maximum per port."""
     ids = gen.port_ids()
     cfgs = gen.configs
@@ -123,7 +119,7 @@ def range_page(gen: Pktgen) -> str:
     return _table(_title(gen, "Range Page"), rows)
 
 
-def stats_page(gen: Pktgen) -> str:
+def stats_page(gen: Engine) -> str:
     """The port drivers' own counters (what the port saw, whoever else used it)."""
     ports = {p.id: p for p in gen.ports}
     ids = sorted(ports)
@@ -141,6 +137,6 @@ def stats_page(gen: Pktgen) -> str:
 PAGES = {"main": main_page, "range": range_page, "stats": stats_page}
 
 
-def render_page(gen: Pktgen, name: str) -> str:
+def render_page(gen: Engine, name: str) -> str:
     """The named page as text."""
     return PAGES[name](gen)
