@@ -291,7 +291,7 @@ class PacketPort(InterfacePort):
                                 TX_FRAMES, self._tx_state, pool.data, pool.meta,
                                 batch.idx[done:], batch.n - done, self._max_tx_len)
             sent, nbytes, rejected, done = sent + q, nbytes + b, rejected + r, done + k
-            if q:
+            if q or done < batch.n:  # a full ring needs a kick too, or it stays full
                 self._kick()
             if done == batch.n:
                 break
