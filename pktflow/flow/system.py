@@ -15,6 +15,7 @@ end a flow (sender, stopper, pcap_writer, splitter, merger) close it.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -328,7 +329,8 @@ class System:
             self._open_ports(self._all_ports())
             self._runtime = Runtime(self.config, self.pool, plans, self._nodes)
             if self.config.stats is not None and self._server is None:
-                self._server = StatsServer(self, self.config.stats)
+                self._server = StatsServer(self.stats, self.config.stats,
+                                           public=self.config.stats_public)
                 host, port = self._server.address
                 log.info("statistics on http://%s:%d/stats and /metrics", host, port)
             self._runtime.start()
@@ -379,6 +381,7 @@ class System:
         assert rt is not None
         deadline = None if duration is None else time.monotonic() + duration
         last, quiet_since = -1, time.monotonic()
+        previous = _sigterm_as_interrupt()
         try:
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(0.01 if until_idle is not None else 0.05)
@@ -394,6 +397,9 @@ class System:
                     break
         except KeyboardInterrupt:
             log.info("interrupted: stopping and draining")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         return self.stop()
 
     def _sources_exhausted(self) -> bool:
@@ -405,12 +411,19 @@ class System:
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of every counter (plain dicts): nodes, ports, rings, conservation."""
-        return snapshot(self)
+        rt = self._runtime
+        run = rt.counters() if rt else None  # before the ports: see snapshot()
+        ports = {}
+        for port in self._all_ports():
+            in_table = port.id in self.ports and self.ports[port.id] is port
+            ports[str(port.id) if in_table else port.name] = port
+        return snapshot(self._nodes, run, ports)
 
     def check_conservation(self) -> dict[str, Any]:
         """Sums of entered and ended packets by counter and whether they add up (exact
         once stopped; while running packets inside the workers are still in flight)."""
-        return conservation(self)
+        rt = self._runtime
+        return conservation(self._nodes, rt.counters() if rt else None)
 
     @property
     def stats_address(self) -> tuple[str, int] | None:
@@ -434,6 +447,20 @@ class System:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<System {len(self._nodes)} nodes, {len(self.ports)} ports, {state}>"
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Make SIGTERM (kill, systemd, docker stop) stop a running NF as Ctrl-C does: drained
+    and counted. Only from the main thread and only over the default action; returns the
+    handler to restore, None when nothing changed."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 class _Pending:

@@ -107,6 +107,8 @@ class Interface:
                                 f"{names}") from None
             raise PortError(f"interface {name}: {e.strerror}") from None
         self.netns = NetnsHandle.current()
+        self._last_mac = MACAddr(0)
+        self._last_mac = self.mac
 
     def _ioctl(self, request: int) -> bytes:
         req = struct.pack(f"{IFNAMSIZ}s24x", self.name.encode())
@@ -114,8 +116,14 @@ class Interface:
 
     @property
     def mac(self) -> MACAddr:
-        raw = self._ioctl(SIOCGIFHWADDR)
-        return MACAddr(raw[IFNAMSIZ + 2:IFNAMSIZ + 8])
+        """The interface's MAC; once the interface is gone, the last one read (so the
+        statistics of an NF whose interface was deleted can still be shown)."""
+        try:
+            raw = self._ioctl(SIOCGIFHWADDR)
+        except OSError:
+            return self._last_mac
+        self._last_mac = MACAddr(raw[IFNAMSIZ + 2:IFNAMSIZ + 8])
+        return self._last_mac
 
     @property
     def link_up(self) -> bool:
