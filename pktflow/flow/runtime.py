@@ -30,6 +30,7 @@ from pktflow.flow.compiler import VERDICT_ERROR, copy_context
 from pktflow.flow.config import FlowConfig
 from pktflow.flow.graph import GENERATORS, Node, SegmentPlan
 from pktflow.flow.ring import Ring
+from pktflow.flow.stats import RunCounters, log_line, new_node_totals
 from pktflow.packet.parse import parse_batch
 from pktflow.packet.pool import Batch, Pool
 from pktflow.ports.base import Port
@@ -135,6 +136,32 @@ class Runtime:
         with self.extra_lock:
             self.extra[node_id].drop(reason, n)
 
+    def node_totals(self, node_id: int) -> dict[str, Any]:
+        """Sum of one node's counters over all its clones, present and retired."""
+        total = new_node_totals()
+        sources = [run.c for run in list(self.runs[node_id])] + [self.extra[node_id]]
+        for c in sources:
+            total["in"] += c.inp
+            total["out"] += c.out
+            total["entered"] += c.entered
+            total["copy_failed"] += c.copy_failed
+            for reason, n in list(c.drops.items()):
+                total["dropped"][reason] = total["dropped"].get(reason, 0) + n
+        return total
+
+    def counters(self) -> RunCounters:
+        """Every node's totals, clone counts and ring fill, read now (for the statistics)."""
+        return RunCounters(
+            nodes={node.id: self.node_totals(node.id) for node in self.nodes},
+            clones={node_id: (group.clones, group.peak)
+                    for node_id, group in self.group_of.items()},
+            segments=[(group.plan.name, group.clones) for group in self.groups],
+            rings=[{"name": r.name, "used": len(r), "size": r.size}
+                   for r in self.rings.values()],
+            uptime=time.monotonic() - self.started,
+            running=not self.stopped,
+        )
+
     @property
     def activity(self) -> int:
         """Packets polled by every clone so far (for idle detection)."""
@@ -204,9 +231,8 @@ class Runtime:
                     log.exception("scheduler: rescaling %s failed", group.plan.name)
             if time.monotonic() >= next_log:
                 next_log += self.config.log_interval
-                from pktflow.flow.stats import log_line
-
-                log.info("%s", log_line(self, last_line, self.config.log_interval))
+                log.info("%s", log_line(self.nodes, self.counters(), last_line,
+                                        self.config.log_interval))
 
 
 class SegmentGroup:

@@ -1,22 +1,23 @@
 """Statistics of a running or stopped graph: snapshot, conservation, log line, HTTP export.
 
-`snapshot(system)` returns plain dicts (JSON-ready). The HTTP server serves it as JSON on
-`/stats`, as Prometheus text on `/metrics` and live on the dashboard page `/`, on the
-configured address (127.0.0.1 unless told otherwise), from threads of its own.
+The runtime hands out its counters as data (`RunCounters`, read at one moment); these
+functions turn that data, the graph's nodes and its ports into plain dicts (JSON-ready),
+so statistics never reach back into the runtime or the system. The HTTP server serves
+the snapshot as JSON on `/stats`, as Prometheus text on `/metrics` and live on the
+dashboard page `/`, on the configured address (127.0.0.1 unless told otherwise), from
+threads of its own.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
 from pktflow.flow.compiler import kernel_bound_objects
-from pktflow.flow.graph import FlowError
-
-if TYPE_CHECKING:
-    from pktflow.flow.runtime import Runtime
-    from pktflow.flow.system import System
+from pktflow.flow.graph import FlowError, Node
+from pktflow.ports.base import Port
 
 # Terminal counters: where a packet's life in the graph ends.
 DROP_REASONS = ("stopped", "handler-drop", "handler-error", "splitter-range", "queue-full",
@@ -24,29 +25,32 @@ DROP_REASONS = ("stopped", "handler-drop", "handler-error", "splitter-range", "q
 SENDING_OPS = ("sender", "pcap_writer")
 
 
-def node_counters(rt: Runtime | None, node_id: int) -> dict[str, Any]:
-    """Sum of one node's counters over all its clones, present and retired."""
-    total = {"in": 0, "out": 0, "entered": 0, "copy_failed": 0, "dropped": {}}
-    if rt is None:
-        return total
-    sources = [run.c for run in list(rt.runs[node_id])] + [rt.extra[node_id]]
-    for c in sources:
-        total["in"] += c.inp
-        total["out"] += c.out
-        total["entered"] += c.entered
-        total["copy_failed"] += c.copy_failed
-        for reason, n in list(c.drops.items()):
-            total["dropped"][reason] = total["dropped"].get(reason, 0) + n
-    return total
+def new_node_totals() -> dict[str, Any]:
+    """One node's counters summed over its clones, all zero (also a node that never ran)."""
+    return {"in": 0, "out": 0, "entered": 0, "copy_failed": 0, "dropped": {}}
 
 
-def conservation(system: System) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunCounters:
+    """What a runtime hands the statistics: its counters and sizes, read at one moment."""
+
+    nodes: dict[int, dict[str, Any]]  # node id -> totals (see new_node_totals)
+    clones: dict[int, tuple[int, int]]  # node id -> (clones of its segment now, peak)
+    segments: list[tuple[str, int]]  # (segment name, clones now), in plan order
+    rings: list[dict[str, Any]]  # {"name", "used", "size"} per ring between segments
+    uptime: float  # seconds since start
+    running: bool
+
+    def totals(self, node_id: int) -> dict[str, Any]:
+        return self.nodes.get(node_id) or new_node_totals()
+
+
+def conservation(nodes: list[Node], run: RunCounters | None) -> dict[str, Any]:
     """Packets that entered vs packets that ended, by counter; balanced when they match."""
-    rt = system._runtime
     entered = {"received": 0, "generated": 0, "copied": 0}
     ended: dict[str, int] = {"sent": 0}
-    for node in system._nodes:
-        c = node_counters(rt, node.id)
+    for node in nodes:
+        c = run.totals(node.id) if run else new_node_totals()
         if node.op in ("receiver", "pcap_reader"):
             entered["received"] += c["entered"]
         elif node.op in ("generator", "vector_generator"):
@@ -57,10 +61,10 @@ def conservation(system: System) -> dict[str, Any]:
             ended["sent"] += c["out"]
         for reason, n in c["dropped"].items():
             ended[reason] = ended.get(reason, 0) + n
-    in_rings = sum(len(r) for r in rt.rings.values()) if rt else 0
+    in_rings = sum(r["used"] for r in run.rings) if run else 0
     total_in = sum(entered.values())
     total_end = sum(ended.values())
-    running = rt is not None and not rt.stopped
+    running = run is not None and run.running
     return {
         "entered": entered,
         "ended": ended,
@@ -74,23 +78,23 @@ def conservation(system: System) -> dict[str, Any]:
     }
 
 
-def snapshot(system: System) -> dict[str, Any]:
-    """Every counter of the graph and its ports as plain data."""
-    rt = system._runtime
-    # Graph counters first: a port counts a packet before its receiver node does, so a
-    # snapshot that shows the graph done also shows the ports' final counts.
-    balance = conservation(system)
-    nodes = []
-    for node in system._nodes:
-        c = node_counters(rt, node.id)
-        group = rt.group_of.get(node.id) if rt else None
+def snapshot(nodes: list[Node], run: RunCounters | None, ports: dict[str, Port],
+             ) -> dict[str, Any]:
+    """Every counter of the graph and its ports (by the key they are shown under) as plain
+    data. Read `run` before calling: a port counts a packet before its receiver node does,
+    so graph counters read first and ports read here show the ports' final counts too."""
+    balance = conservation(nodes, run)
+    entries = []
+    for node in nodes:
+        c = run.totals(node.id) if run else new_node_totals()
+        clones, peak = run.clones.get(node.id, (0, 0)) if run else (0, 0)
         entry: dict[str, Any] = {
             "id": node.id,
             "op": node.op,
             "name": node.name,
             "site": node.site,
-            "clones": group.clones if group else 0,
-            "peak_clones": group.peak if group else 0,
+            "clones": clones,
+            "peak_clones": peak,
             "in": c["in"],
             "out": c["out"],
             "dropped": c["dropped"],
@@ -102,18 +106,13 @@ def snapshot(system: System) -> dict[str, Any]:
         if node.port_id is not None:
             entry["port"] = node.port_id
         entry["inputs"] = [[source.id, slot] for source, slot in node.inputs]
-        nodes.append(entry)
-    ports = {}
-    for port in system._all_ports():
-        in_table = port.id in system.ports and system.ports[port.id] is port
-        ports[str(port.id) if in_table else port.name] = {
-            "name": port.name, "mac": str(port.mac), **port.stats.as_dict()}
-    rings = [{"name": r.name, "used": len(r), "size": r.size}
-             for r in (rt.rings.values() if rt else [])]
+        entries.append(entry)
+    port_stats = {key: {"name": port.name, "mac": str(port.mac), **port.stats.as_dict()}
+                  for key, port in ports.items()}
     # Rule tables and other kernel-bound objects that report a status (version, load
     # time, last error of a watched file), once each, with the nodes that use them.
     tables: dict[int, dict[str, Any]] = {}
-    for node in system._nodes:
+    for node in nodes:
         if node.func is None:
             continue
         for obj in kernel_bound_objects(node.func):
@@ -122,30 +121,28 @@ def snapshot(system: System) -> dict[str, Any]:
                 entry = tables.setdefault(id(obj), {**status(), "nodes": []})
                 entry["nodes"].append(node.name)
     return {
-        "running": system.running,
-        "uptime": round(time.monotonic() - rt.started, 3) if rt else 0.0,
-        "nodes": nodes,
-        "ports": ports,
-        "rings": rings,
+        "running": run is not None and run.running,
+        "uptime": round(run.uptime, 3) if run else 0.0,
+        "nodes": entries,
+        "ports": port_stats,
+        "rings": list(run.rings) if run else [],
         "tables": list(tables.values()),
         "conservation": balance,
     }
 
 
-def log_line(rt: Runtime, last: dict[str, int], interval: float) -> str:
+def log_line(nodes: list[Node], run: RunCounters, last: dict[str, int],
+             interval: float) -> str:
     """One line: received/generated and sent rates, drops, clone counts."""
-    nodes = rt.nodes
     now = {"in": 0, "sent": 0, "dropped": 0}
-    clones = []
     for node in nodes:
-        c = node_counters(rt, node.id)
+        c = run.totals(node.id)
         if node.is_source:
             now["in"] += c["entered"]
         if node.op in SENDING_OPS:
             now["sent"] += c["out"]
         now["dropped"] += sum(c["dropped"].values())
-    for group in rt.groups:
-        clones.append(f"{group.plan.name}={group.clones}")
+    clones = [f"{name}={n}" for name, n in run.segments]
     rates = {k: (v - last.get(k, 0)) / interval for k, v in now.items()}
     last.update(now)
     return (f"pktflow: in {rates['in']:.0f} pps, sent {rates['sent']:.0f} pps, dropped "
@@ -207,10 +204,12 @@ class StatsServer(StatsHTTPServer):
     """The NF's statistics server: JSON (/stats), Prometheus (/metrics), the dashboard
     page (/) and its live events (/events), from daemon threads (see pktflow.dashboard)."""
 
-    def __init__(self, system: System, address: tuple[str, int]) -> None:
+    def __init__(self, stats: Callable[[], dict[str, Any]], address: tuple[str, int],
+                 public: bool = False) -> None:
+        """Serve `stats()` (a snapshot) on `address`; a non-local one only if `public`."""
         board = Board()
-        board.attach("nf", system.stats, prometheus)
+        board.attach("nf", stats, prometheus)
         try:
-            super().__init__(board, address, public=system.config.stats_public)
+            super().__init__(board, address, public=public)
         except BindError as e:
             raise FlowError(str(e)) from None
