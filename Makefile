@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := dpdk-dev netsniff-ng mininet bridge-utils iputils-ping tcpdum
 export PKTFLOW_CACHE_DIR ?= $(CURDIR)/.venv/cache
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/cache/numba
 
-.PHONY: setup demo test bench lint debian clean clean-cache
+.PHONY: setup demo test bench lint debian clean clean-cache fuzz soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ test: $(STAMP) debian
 
 bench: $(STAMP) debian
 	$(PY) -m bench
+
+# make fuzz: coverage-guided fuzzing of every input format (FUZZ_SECONDS per target, default 60).
+fuzz: $(STAMP)
+	$(PY) -m fuzz
+
+# make soak: an NF forwarding on veth at its highest loss-free rate for SOAK_SECONDS (600).
+soak: $(STAMP) debian
+	$(PY) -m tests.reliability.soak
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
