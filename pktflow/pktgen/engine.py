@@ -128,6 +128,7 @@ class PortWorker:
             self.tx_bytes = 0
             self.tx_generated = 0
             self.tx_stalls = 0  # times transmission paused because the pool had no buffer
+            self.tx_ring_full = 0  # rounds the port lent no transmit slot (it waited)
             self.tx_stall_s = 0.0  # seconds spent so (an ongoing pause counts from its start)
             self.rx = new_rx_accumulator()
             self.port_base = self.port.stats.as_dict()
@@ -182,6 +183,7 @@ class PortWorker:
                 "tx_errors": ps["tx_errors"] - base["tx_errors"],
                 "tx_stalls": self.tx_stalls,
                 "tx_stall_s": round(stall_s, 3),
+                "tx_ring_full": self.tx_ring_full,
                 "rx_packets": int(rx[RX_PKTS]),
                 "rx_bytes": int(rx[RX_BYTES]),
                 "rx_dropped": ps["rx_dropped"] - base["rx_dropped"],
@@ -359,6 +361,7 @@ class PortWorker:
             want = affordable
         batch = self._tx_batch
         pool = self.pool
+        lease = None
         if cfg.pcap:
             try:
                 got = self._read_pcap(batch, want)
@@ -371,6 +374,17 @@ class PortWorker:
             if got:
                 lens = pool.meta[batch.idx[:got], M.LEN].astype(np.int64)
                 np.cumsum(lens, out=self._cum[:got])
+        elif self.port.lends_tx:
+            # Zero-copy: synthesise straight into the port's transmit ring slots.
+            lease = self.port.lend_tx(want)
+            got = lease.n
+            if got == 0:
+                with self.lock:
+                    self.tx_ring_full += 1
+                return IDLE_MIN_S
+            synth_batch(lease.data, lease.words, lease.meta, lease.idx, got, t.frame,
+                        t.frame64, t.layout, t.payload_sums, t.fields, t.offsets,
+                        self._cur, self._cum)
         else:
             got = pool.alloc_into(batch, want)
             if got:
@@ -383,7 +397,10 @@ class PortWorker:
         if self._stall_since is not None:
             self._stall_over()
         cost = got if self._pps_mode else float(self._cum[got - 1] + FRAME_OVERHEAD * got)
-        sent, nbytes = self._send(batch, got, burst)
+        if lease is not None:
+            sent, nbytes = self.port.commit_tx(lease, got)
+        else:
+            sent, nbytes = self._send(batch, got, burst)
         with self.lock:
             self._tokens -= cost
             self.tx_generated += got

@@ -22,7 +22,7 @@ from numba import njit
 
 from pktflow.packet import meta as M
 from pktflow.packet.pool import Batch
-from pktflow.ports.base import PortError, PortSpecError, register_driver
+from pktflow.ports.base import PortError, PortSpecError, TxLease, register_driver
 from pktflow.ports.linux import (
     Interface,
     InterfacePort,
@@ -172,6 +172,58 @@ def _tx_v3(ring, ring32, tx_base, frame_size, nframes, state, data, meta, idx, n
     return queued, nbytes, rejected, k
 
 
+@njit(cache=True, nogil=True)
+def _tx_lend(ring32, tx_base, frame_size, nframes, state, idx, max_n):
+    """Write into idx the slots, from the next one on, that the kernel does not own (at
+    most max_n, in ring order, wrapping); returns how many."""
+    n = 0
+    slot = state[0]
+    while n < max_n:
+        if _u32(ring32, tx_base + slot * frame_size + 20) & (TP_STATUS_SEND_REQUEST
+                                                              | TP_STATUS_SENDING):
+            break
+        idx[n] = slot
+        n += 1
+        slot = (slot + 1) % nframes
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _tx_commit(ring, ring32, tx_base, frame_size, nframes, state, meta, idx, n, max_len):
+    """Mark the frames written in place into the lent slots idx[:n] for sending.
+
+    A frame of a bad length (or moved off its slot's data offset) is refused; the frames
+    after it move down a slot, because the kernel stops at the first slot not marked.
+    Returns (packets queued, bytes queued, frames refused); state = [next slot]."""
+    nbytes = 0
+    rejected = 0
+    w = 0
+    first = state[0]
+    for k in range(n):
+        s = np.int64(idx[k])
+        length = np.int64(meta[s, M.LEN])
+        if length < 14 or length > max_len or meta[s, M.START] != TPACKET3_HDRLEN:
+            rejected += 1
+            continue
+        slot = (first + w) % nframes
+        f = tx_base + slot * frame_size
+        if slot != s:
+            src = tx_base + s * frame_size + TPACKET3_HDRLEN
+            ring[f + TPACKET3_HDRLEN:f + TPACKET3_HDRLEN + length] = ring[src:src + length]
+        f32 = f >> 2
+        ring32[f32] = 0  # tp_next_offset
+        ring32[f32 + 3] = length  # tp_snaplen
+        ring32[f32 + 4] = length  # tp_len
+        nbytes += length
+        w += 1
+    memory_fence()  # every frame is complete before the kernel may see a request
+    for j in range(w):
+        ring32[((tx_base + ((first + j) % nframes) * frame_size) >> 2) + 5] = \
+            TP_STATUS_SEND_REQUEST
+    state[0] = (first + w) % nframes
+    return w, nbytes, rejected
+
+
 class PacketPort(InterfacePort):
     """A Linux interface through an AF_PACKET socket with TPACKET_V3 mmap rings."""
 
@@ -227,6 +279,14 @@ class PacketPort(InterfacePort):
                                mmap.PROT_READ | mmap.PROT_WRITE)
         self._ring8 = np.frombuffer(self._ring, dtype=np.uint8)
         self._ring32 = np.frombuffer(self._ring, dtype=np.uint32)
+        # The transmit ring seen as pool-like rows for lend_tx: a slot's frame data
+        # follows its 48-byte header.
+        tx = self._ring8[self._rx_size:self._rx_size + TX_FRAMES * TX_FRAME_SIZE]
+        self._tx_rows = tx.reshape(TX_FRAMES, TX_FRAME_SIZE)
+        self._tx_words = tx.view(np.uint64)
+        self._tx_meta = np.full((TX_FRAMES, M.NCOLS), -1, dtype=np.int32)
+        self._tx_meta[:, M.START] = TPACKET3_HDRLEN
+        self._tx_idx = np.zeros(TX_FRAMES, dtype=np.int32)
         sock.bind((self.iface.name, ETH_P_ALL))
         if promisc:
             # Membership ends with the socket, so a killed NF leaves no promiscuous flag.
@@ -297,6 +357,36 @@ class PacketPort(InterfacePort):
                 break
         return self._sent(batch, sent, nbytes, rejected, done)
 
+    lends_tx = True
+
+    def lend_tx(self, max_n: int) -> TxLease:
+        """Free slots of the transmit ring, in ring order, to write frames into in place
+        (none while the kernel still owns the next slot: backpressure)."""
+        max_n = min(max_n, TX_FRAMES)
+        n = _tx_lend(self._ring32, self._rx_size, TX_FRAME_SIZE, TX_FRAMES, self._tx_state,
+                     self._tx_idx, max_n)
+        if n < max_n:
+            self._kick()  # frames queued but not taken yet (busy device) free their slots
+            n = _tx_lend(self._ring32, self._rx_size, TX_FRAME_SIZE, TX_FRAMES,
+                         self._tx_state, self._tx_idx, max_n)
+        return TxLease(self._tx_rows, self._tx_words, self._tx_meta, self._tx_idx, n)
+
+    def commit_tx(self, lease: TxLease, n: int) -> tuple[int, int]:
+        """Mark the frames written into `lease.idx[:n]` for sending and kick once."""
+        if lease.idx is not self._tx_idx or n > lease.n:
+            raise PortError(f"{self.name}: commit_tx needs the port's own last lease "
+                            f"(at most its {lease.n} slots), got {n}")
+        sent, nbytes, rejected = _tx_commit(self._ring8, self._ring32, self._rx_size,
+                                            TX_FRAME_SIZE, TX_FRAMES, self._tx_state,
+                                            self._tx_meta, self._tx_idx, n, self._max_tx_len)
+        if sent:
+            self._kick()
+        with self._stats_lock:
+            self.stats.tx_packets += sent
+            self.stats.tx_bytes += nbytes
+            self.stats.tx_errors += rejected
+        return sent, nbytes
+
     def _kick(self) -> None:
         """Ask the kernel to transmit every frame marked for sending."""
         try:
@@ -334,7 +424,7 @@ class PacketPort(InterfacePort):
             except OSError:
                 pass  # the interface is gone; nothing left to flush or count
         if self._ring is not None:
-            self._ring8 = self._ring32 = None
+            self._ring8 = self._ring32 = self._tx_rows = self._tx_words = None
             release_mmap(self._ring)
             self._ring = None
         if self._sock is not None:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pktflow.packet.addr import MACAddr
 from pktflow.packet.pool import Batch, Pool
 
@@ -43,6 +45,21 @@ class PortStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass
+class TxLease:
+    """Transmit slots a port lends for zero-copy sending (see `Port.lend_tx`).
+
+    The slots look like pool buffers: frame k goes into row `idx[k]` of `data`, starting
+    at `meta[idx[k], START]`, and its length goes into `meta[idx[k], LEN]`; `words` is
+    `data` as one flat run of uint64 words. Only `idx[:n]` are lent."""
+
+    data: np.ndarray  # uint8 [slots, slot bytes], the driver's own transmit memory
+    words: np.ndarray  # the same memory as uint64 words
+    meta: np.ndarray  # int32 [slots, meta.NCOLS]; START preset per slot
+    idx: np.ndarray  # int32 slot numbers, in transmit order
+    n: int  # slots lent (0: the ring is full, try again later)
 
 
 class Port(ABC):
@@ -102,6 +119,23 @@ class Port(ABC):
         """Transmit every packet of `batch` and take ownership of its buffers (each is
         sent or counted in tx_dropped/tx_errors, and freed); leaves `batch.n == 0`.
         Returns the number sent."""
+
+    # Optional capability: zero-copy transmit. A driver whose transmit memory can hold
+    # frames written in place (the AF_PACKET TX ring) lends slots of it, so a generator
+    # writes each frame once instead of into a pool buffer and again into the ring.
+    lends_tx: bool = False
+
+    def lend_tx(self, max_n: int) -> TxLease:
+        """Lend up to `max_n` free transmit slots (fewer, or none, when the ring is full:
+        backpressure, nothing is dropped). The sending thread fills some of them and
+        calls `commit_tx` before it lends or sends again. Only when `lends_tx`."""
+        raise PortError(f"{self.name} cannot lend transmit slots; use send()")
+
+    def commit_tx(self, lease: TxLease, n: int) -> tuple[int, int]:
+        """Transmit the frames written into `lease.idx[:n]` and return the rest of the
+        lease to the driver. Counts like send(): each frame is sent (tx_packets) or
+        refused (tx_errors, e.g. longer than the MTU). Returns (packets, bytes) sent."""
+        raise PortError(f"{self.name} cannot lend transmit slots; use send()")
 
     def flush(self) -> None:
         """Push out what the driver still buffers (a pcap file's tail, a TX ring), so that
