@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="generator prints its final statistics as JSON (scripted runs)")
     tut = sub.add_parser("tutorial", help="run tutorial steps: NF on the target host, "
                          "generator on the generator host, same table as `pktflow tutorial`")
-    tut.add_argument("steps", nargs="*", metavar="STEP", help="step01 .. step11 or all (default)")
+    tut.add_argument("steps", nargs="*", metavar="STEP",
+                     help="step01 .. step11, nat, or all (default: the eleven steps and NAT)")
     tut.add_argument("--driver", default="packet", choices=("packet", "auto", "xdp"),
                      help="port driver of the NF and the generator (default packet)")
     tut.add_argument("--packets", type=int, metavar="N",
@@ -184,14 +185,19 @@ def _tutorial(args: argparse.Namespace) -> int:
     from pktflow.tutorial.cli import make_console, show_steps, summary_line
     from pktflow.tutorial.runner import DEFAULT_PACKETS, EXAMPLES, parse_steps
 
+    words = [w.lower() for w in args.steps]
+    named_nat = "nat" in words
+    want_nat = named_nat or words in ([], ["all"])  # all: the eleven steps and NAT
+    words = [w for w in words if w != "nat"]
     try:
-        numbers = parse_steps([w.lower() for w in args.steps])
+        numbers = parse_steps(words) if words or not named_nat else []
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.packets is not None and args.packets < 1:
         print("error: --packets must be at least 1", file=sys.stderr)
         return 2
+    nat_ok, nat_doc = True, None
     examples = Path(args.dir) if args.dir else EXAMPLES
     out = make_console(stderr=args.json)
     started = time.monotonic()
@@ -207,16 +213,27 @@ def _tutorial(args: argparse.Namespace) -> int:
 
             results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples,
                                  "testbed", args.json, out, rig)
+            if want_nat:
+                from pktflow.testbed.nat import nat_for_cli
+
+                nat_ok, nat_doc = nat_for_cli(tb, args.packets, args.driver, args.json,
+                                              lambda text: out.print(text, highlight=False))
     except KeyboardInterrupt:
         print("interrupted: NF stopped, testbed torn down", file=sys.stderr)
         return 130
     seconds = time.monotonic() - started
-    passed = all(r.passed for r in results)
+    passed = all(r.passed for r in results) and nat_ok
     if args.json:
-        print(json.dumps({"steps": [r.to_dict() for r in results], "passed": passed,
-                          "seconds": round(seconds, 2)}, indent=2))
+        doc = {"steps": [r.to_dict() for r in results], "passed": passed,
+               "seconds": round(seconds, 2)}
+        print(json.dumps(doc | ({"nat": nat_doc} if nat_doc else {}), indent=2))
     else:
-        out.print(summary_line(results, seconds, passed), highlight=False)
+        line = summary_line(results, seconds, passed)
+        if nat_doc is not None:
+            nat_word = "passed" if nat_ok else "FAILED"
+            line = (line.replace(" passed in", f" passed, NAT {nat_word}, in") if numbers
+                    else f"NAT {nat_word} in {seconds:.1f} s: {'PASS' if passed else 'FAIL'}")
+        out.print(line, highlight=False)
         out.print("testbed torn down", highlight=False)
     return 0 if passed else 1
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from pktflow.flow import FlowConfig
 from pktflow.packet.addr import MACAddr
+from pktflow.pktgen.config import MAX_BURST
 from pktflow.ports import PortTable
 from pktflow.ports.base import PortError
 from pktflow.ports.linux import Interface, netns
@@ -33,6 +34,7 @@ from pktflow.testbed.topo import Testbed
 from pktflow.tutorial.runner import (
     EXAMPLES,
     NFCounts,
+    Offer,
     Rig,
     StepError,
     StepSpec,
@@ -49,7 +51,13 @@ DRIVERS = ("packet", "auto", "xdp")
 STATS_PORT = 9180  # on the target host's own loopback, so no other process shares it
 NF_START_TIMEOUT = 120.0  # compiling the step's handlers the first time takes a while
 NF_STOP_TIMEOUT = 30.0
+HOST_WORDS = {"tgt": "target"}  # how error messages name a host
 LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # logging's asctime
+# Steps 10 and 11 offer at most this share of the NF's receive ring. AF_PACKET's ring is
+# blocks the kernel hands over when full or after a 1 ms timeout, so a ring that holds N
+# full-size frames in full blocks holds fewer when bursts leave blocks part full.
+RING_SHARE = 0.75
+DEFAULT_RING = 4096  # frames assumed when the NF's driver differs from the generator's
 
 
 def write_step_files(gen_macs: list[MACAddr], workdir: Path) -> Path:
@@ -135,75 +143,58 @@ class NFLog:
         self._thread.join(timeout)
 
 
-class TestbedRig(Rig):
-    """One step on the testbed: the NF in its own process on the target host, the
-    generator on the generator host's ports; use as a context manager (the NF is stopped
-    and every port closed on exit)."""
+class NFProcess:
+    """An NF program running as its own process on a testbed host, seen through its
+    statistics server (on that host's loopback) and its log; `finish()` stops it as
+    Ctrl-C does and reads its final counters, `close()` stops it in any case."""
 
-    __test__ = False  # not a pytest class, despite the name
-
-    def __init__(self, tb: Testbed, spec: StepSpec, workdir: Path, examples: Path = EXAMPLES,
-                 driver: str = "packet", gen_driver: str | None = None) -> None:
-        """`driver`: the NF's ports; `gen_driver`: the generator's (default the same)."""
-        gen_driver = gen_driver or driver
-        for d in (driver, gen_driver):
-            if d not in DRIVERS:
-                raise StepError(f"driver must be one of {', '.join(DRIVERS)}, got {d}")
-        self.spec = spec
+    def __init__(self, tb: Testbed, host: str, argv: list[str], rules: Path | None = None,
+                 start_timeout: float = NF_START_TIMEOUT) -> None:
+        """Start `argv` (the NF's command, without --stats) on `host` and wait until its
+        statistics server says it runs; a StepError with its last words if it does not."""
         self.tb = tb
-        self.nf_proc: subprocess.Popen | None = None
-        self.log: NFLog | None = None
+        self.host = host
+        self.start_timeout = start_timeout
+        self.proc = tb.popen(host, [*argv, "--stats", f"127.0.0.1:{STATS_PORT}", "-v"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.log = NFLog(self.proc.stderr, rules)
         try:
-            with netns(tb.ns_path("gen")):
-                gen_ports = PortTable.from_specs(
-                    [f"{p}={gen_driver}:{tb.intf('gen', p)}" for p in (0, 1)])
-            self.gen_ports = gen_ports
-            targets = write_step_files([gen_ports[p].mac for p in (0, 1)], workdir)
-            self.rules_path = copy_rules(spec, examples, workdir)
-            self._start_nf(examples, driver, targets)
-            self._start_generator(gen_ports, workdir / spec.script)
-        except (PortError, OSError) as e:
-            self.close()
-            raise StepError(f"testbed: {e}") from None
+            self._wait_running()
         except BaseException:
             self.close()
             raise
 
-    def _start_nf(self, examples: Path, driver: str, targets: Path) -> None:
-        argv = nf_argv(self.tb, self.spec, examples, driver, targets, self.rules_path)
-        argv += ["--stats", f"127.0.0.1:{STATS_PORT}", "-v"]
-        self.nf_proc = self.tb.popen("tgt", argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.log = NFLog(self.nf_proc.stderr, self.rules_path)
-        deadline = time.monotonic() + NF_START_TIMEOUT
+    def _wait_running(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if self.nf_proc.poll() is not None:
-                self.log.join()
-                raise StepError(f"the NF on the target host exited with "
-                                f"{self.nf_proc.returncode}:\n{self.log.text()[-2000:]}")
+            self._check_alive()
             try:
-                if self._fetch_stats().get("running"):
+                if self._fetch().get("running"):
                     return
             except (OSError, http.client.HTTPException, ValueError):
                 pass  # not listening yet
             time.sleep(0.1)
-        raise StepError(f"the NF on the target host did not start within "
-                        f"{NF_START_TIMEOUT:g} s:\n{self.log.text()[-2000:]}")
+        raise StepError(f"the NF on the {HOST_WORDS.get(self.host, self.host)} host did not "
+                        f"start within {self.start_timeout:g} s:\n{self.log.text()[-2000:]}")
 
-    def _stats(self) -> dict[str, Any]:
-        """The NF's statistics, fetched from inside the target host's namespace; a StepError
+    def _check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            self.log.join()
+            raise StepError(f"the NF on the {HOST_WORDS.get(self.host, self.host)} host "
+                            f"exited with {self.proc.returncode}:\n{self.log.text()[-2000:]}")
+
+    def stats(self) -> dict[str, Any]:
+        """The NF's statistics, fetched from inside its host's namespace; a StepError
         with the NF's last words if it died."""
         try:
-            return self._fetch_stats()
+            return self._fetch()
         except (OSError, http.client.HTTPException, ValueError):
-            if self.nf_proc is not None and self.nf_proc.poll() is not None:
-                self.log.join()
-                raise StepError(f"the NF on the target host exited with "
-                                f"{self.nf_proc.returncode}:\n{self.log.text()[-2000:]}") from None
+            self._check_alive()
             raise
 
-    def _fetch_stats(self) -> dict[str, Any]:
-        with netns(self.tb.ns_path("tgt")):
+    def _fetch(self) -> dict[str, Any]:
+        with netns(self.tb.ns_path(self.host)):
             conn = http.client.HTTPConnection("127.0.0.1", STATS_PORT, timeout=2)
             try:
                 conn.request("GET", "/stats")
@@ -215,52 +206,11 @@ class TestbedRig(Rig):
             raise http.client.HTTPException(f"/stats answered {reply.status}")
         return json.loads(body)
 
-    # ---- the judge's view of the NF ------------------------------------------------
-    def nf_counts(self) -> NFCounts:
-        snap = self._stats()
-        c, ports = snap["conservation"], snap["ports"]
-        return NFCounts(int(c["entered"]["received"]), int(c["in_flight"]),
-                        ports["0"]["tx_packets"], ports["1"]["tx_packets"])
-
-    def rules_status(self) -> dict[str, Any]:
-        if self.log is None or self.rules_path is None:
-            raise StepError(f"{self.spec.name} has no rules file")
-        return self.log.status()
-
-    def vector_handler_peak(self) -> int:
-        for node in self._stats()["nodes"]:
-            if node["op"] == "vector_handler":
-                return int(node["peak_clones"])
-        return 0
-
-    @property
-    def max_clones(self) -> int:
-        return FlowConfig().max_clones  # the step programs run with the defaults
-
-    def notes(self) -> list[str]:
-        """Frames the kernel dropped because a socket's receive ring was full: on a real
-        wire a step that cannot keep up loses packets there, not in a queue we count."""
-        out = []
-        for name, ports in (("NF", self._stats()["ports"]), ("generator", None)):
-            for p in (0, 1):
-                if ports is None:
-                    port = self.gen_ports[p]
-                    refresh = getattr(port, "refresh_kernel_stats", None)
-                    if callable(refresh):
-                        refresh()
-                    dropped = port.stats.rx_dropped
-                else:
-                    dropped = ports[str(p)]["rx_dropped"]
-                if dropped:
-                    out.append(f"{name} port {p}: the kernel dropped {dropped} frames "
-                               f"(receive ring full)")
-        return out
-
-    def finish_nf(self) -> dict[str, Any]:
+    def finish(self) -> dict[str, Any]:
         """Stop the NF as Ctrl-C does and read the conservation line of its summary; the
         drop reasons come from its statistics just before (no traffic runs by then)."""
-        ended = self._stats()["conservation"]["ended"]
-        proc = self.nf_proc
+        ended = self.stats()["conservation"]["ended"]
+        proc = self.proc
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(NF_STOP_TIMEOUT)
@@ -277,23 +227,122 @@ class TestbedRig(Rig):
                 "balanced": found.group(3) == "balanced", "ended": ended}
 
     def close(self) -> None:
+        """Stop the NF if it still runs (SIGINT, then SIGKILL) and close its pipes."""
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.log.join()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class TestbedRig(Rig):
+    """One step on the testbed: the NF in its own process on the target host, the
+    generator on the generator host's ports; use as a context manager (the NF is stopped
+    and every port closed on exit)."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    def __init__(self, tb: Testbed, spec: StepSpec, workdir: Path, examples: Path = EXAMPLES,
+                 driver: str = "packet", gen_driver: str | None = None) -> None:
+        """`driver`: the NF's ports; `gen_driver`: the generator's (default the same)."""
+        gen_driver = gen_driver or driver
+        for d in (driver, gen_driver):
+            if d not in DRIVERS:
+                raise StepError(f"driver must be one of {', '.join(DRIVERS)}, got {d}")
+        self.spec = spec
+        self.tb = tb
+        self.nf: NFProcess | None = None
+        try:
+            with netns(tb.ns_path("gen")):
+                gen_ports = PortTable.from_specs(
+                    [f"{p}={gen_driver}:{tb.intf('gen', p)}" for p in (0, 1)])
+            self.gen_ports = gen_ports
+            # The NF opens its ports with the same driver: its ring is the generator's size.
+            self.receive_ring = (gen_ports[0].queue_capacity if gen_driver == driver
+                                 else None) or DEFAULT_RING
+            targets = write_step_files([gen_ports[p].mac for p in (0, 1)], workdir)
+            self.rules_path = copy_rules(spec, examples, workdir)
+            self.nf = NFProcess(tb, "tgt", nf_argv(tb, spec, examples, driver, targets,
+                                                   self.rules_path), self.rules_path)
+            self._start_generator(gen_ports, workdir / spec.script)
+        except (PortError, OSError) as e:
+            self.close()
+            raise StepError(f"testbed: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- the judge's view of the NF ------------------------------------------------
+    def nf_counts(self) -> NFCounts:
+        snap = self.nf.stats()
+        c, ports = snap["conservation"], snap["ports"]
+        return NFCounts(int(c["entered"]["received"]), int(c["in_flight"]),
+                        ports["0"]["tx_packets"], ports["1"]["tx_packets"])
+
+    def rules_status(self) -> dict[str, Any]:
+        if self.rules_path is None:
+            raise StepError(f"{self.spec.name} has no rules file")
+        return self.nf.log.status()
+
+    def vector_handler_peak(self) -> int:
+        for node in self.nf.stats()["nodes"]:
+            if node["op"] == "vector_handler":
+                return int(node["peak_clones"])
+        return 0
+
+    @property
+    def max_clones(self) -> int:
+        return FlowConfig().max_clones  # the step programs run with the defaults
+
+    def paced_offer(self, spec: StepSpec) -> Offer:
+        """The embedded runner's rate, in bursts of Pktgen's largest size, and no more
+        packets than the NF's receive ring holds: step 11's CPU-heavy handler sharing two
+        cores with the generator then falls behind (the scheduler sees the backlog and
+        clones it), but the kernel never drops a frame, so the step judges the NF."""
+        offer = super().paced_offer(spec)
+        ring = self.receive_ring
+        limit = int(ring * RING_SHARE) // spec.period * spec.period
+        if offer.count <= limit:
+            return Offer(offer.count, offer.pps, MAX_BURST)
+        return Offer(limit, offer.pps, MAX_BURST,
+                     f"at most {RING_SHARE:.0%} of the NF's {ring}-frame receive ring, so "
+                     f"a backlog never overflows it")
+
+    def notes(self) -> list[str]:
+        """Frames the kernel dropped because a socket's receive ring was full: on a real
+        wire a step that cannot keep up loses packets there, not in a queue we count."""
+        out = []
+        for name, ports in (("NF", self.nf.stats()["ports"]), ("generator", None)):
+            for p in (0, 1):
+                if ports is None:
+                    port = self.gen_ports[p]
+                    refresh = getattr(port, "refresh_kernel_stats", None)
+                    if callable(refresh):
+                        refresh()
+                    dropped = port.stats.rx_dropped
+                else:
+                    dropped = ports[str(p)]["rx_dropped"]
+                if dropped:
+                    out.append(f"{name} port {p}: the kernel dropped {dropped} frames "
+                               f"(receive ring full)")
+        return out
+
+    def finish_nf(self) -> dict[str, Any]:
+        return self.nf.finish()
+
+    def close(self) -> None:
         try:
             if self.gen is not None:
                 self.gen.close()
             if self.gen_ports is not None:
                 self.gen_ports.close()
         finally:
-            proc = self.nf_proc
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-            if proc is not None:
-                if self.log is not None:
-                    self.log.join()
-                for stream in (proc.stdout, proc.stderr):
-                    if stream is not None:
-                        stream.close()
+            if self.nf is not None:
+                self.nf.close()

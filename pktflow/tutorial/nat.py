@@ -113,6 +113,7 @@ class NatResult:
     checks: list[Check] = field(default_factory=list)
     nat_counters: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # where it ran, what was offered
 
     @property
     def passed(self) -> bool:
@@ -126,7 +127,7 @@ class NatResult:
             "seconds": round(self.seconds, 2),
             "ports": [{**asdict(r), "ok": r.ok} for r in self.ports],
             "checks": [asdict(c) for c in self.checks],
-            "nat": self.nat_counters,
+            "nat": self.nat_counters, "notes": self.notes,
         }
 
     def table(self) -> str:
@@ -154,6 +155,7 @@ class NatResult:
         for c in self.checks:
             detail = f": {c.detail}" if c.detail else ""
             lines.append(f"  {'PASS' if c.ok else 'FAIL'}  {c.name}{detail}")
+        lines += [f"  note  {note}" for note in self.notes]
         lines.append(f"NAT scenario: {'PASS' if self.passed else 'FAIL'}")
         return "\n".join(lines)
 
@@ -271,6 +273,27 @@ def _probe(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
 # --------------------------------------------------------------------------- the run
 
 
+def judge_traffic(result: NatResult, stats: dict[int, dict[str, Any]]) -> None:
+    """Add the generator's two ports (each port's reception against what the other sent)
+    and the traffic checks to `result`; `stats` is the generator's `stats()`."""
+    packets = result.packets
+    for port, side in ((0, "private"), (1, "public")):
+        s, other = stats[port], stats[1 - port]
+        result.ports.append(PortRow(port, side, s["tx_packets"], s["tx_bytes"],
+                                    s["rx_packets"], s["rx_bytes"],
+                                    other["tx_packets"], other["tx_bytes"]))
+    sent = [stats[p]["tx_packets"] for p in (0, 1)]
+    result.checks.append(Check(
+        "both ports sent their count of 1496-byte frames",
+        sent == [packets, packets]
+        and all(stats[p]["tx_bytes"] == packets * FRAME_BYTES for p in (0, 1)),
+        f"{sent[0]} and {sent[1]}"))
+    result.checks.append(Check(
+        "same traffic received on port 0 and port 1",
+        (stats[0]["rx_packets"], stats[0]["rx_bytes"])
+        == (stats[1]["rx_packets"], stats[1]["rx_bytes"])))
+
+
 def run_nat(packets: int = DEFAULT_PACKETS, json: bool = False,
             output: Callable[[str], None] = print, timeout: float = 60.0,
             script: str | Path | None = None) -> NatResult:
@@ -313,22 +336,7 @@ def run_nat(packets: int = DEFAULT_PACKETS, json: bool = False,
         gen.execute("start 1")
         gen.wait_done(max(0.0, deadline - time.monotonic()))
         gen.wait_quiet(quiet=0.2, timeout=max(0.5, deadline - time.monotonic()))
-        stats = gen.stats()
-        for port, side in ((0, "private"), (1, "public")):
-            s, other = stats[port], stats[1 - port]
-            result.ports.append(PortRow(port, side, s["tx_packets"], s["tx_bytes"],
-                                        s["rx_packets"], s["rx_bytes"],
-                                        other["tx_packets"], other["tx_bytes"]))
-        sent = [stats[p]["tx_packets"] for p in (0, 1)]
-        result.checks.append(Check(
-            "both ports sent their count of 1496-byte frames",
-            sent == [packets, packets]
-            and all(stats[p]["tx_bytes"] == packets * FRAME_BYTES for p in (0, 1)),
-            f"{sent[0]} and {sent[1]}"))
-        result.checks.append(Check(
-            "same traffic received on port 0 and port 1",
-            (stats[0]["rx_packets"], stats[0]["rx_bytes"])
-            == (stats[1]["rx_packets"], stats[1]["rx_bytes"])))
+        judge_traffic(result, gen.stats())
         gen.close()  # the probes below read the generator's ports themselves
         maps = [m for m in nat.mappings() if m.proto == "tcp"]
         clients = {(m.private_address, m.private_port): m.public_port for m in maps}

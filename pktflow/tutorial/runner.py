@@ -40,6 +40,7 @@ from pktflow.flow import FlowConfig, FlowError, System
 from pktflow.flow.cli import script_module
 from pktflow.packet.pool import DEFAULT_BUFFERS, Pool
 from pktflow.pktgen import CommandError, Pktgen, PktgenError
+from pktflow.pktgen.config import DEFAULT_BURST, DEFAULT_SPEED_MBPS, WIRE_OVERHEAD
 from pktflow.ports import PortTable
 from pktflow.ports.base import PortError, PortSpecError
 from pktflow.tutorial.targets import DIRECT, TargetError, target_macs
@@ -57,6 +58,7 @@ RELOAD_WAIT = 5.0  # how long to wait before calling a reload missing
 LIVE_PPS = 20_000  # traffic that runs while a rules file is edited
 SCALING_PPS = 20_000  # steps 10 and 11: paced so the scheduler sees a growing queue
 SCALING_SECONDS = 1.0
+STEP_FRAME_SIZE = 1500  # Pktgen size of every step script's frames (1496 bytes + FCS)
 QUIET = 0.5  # step 1: how long nothing must come back
 STALL = 5.0  # no counter moved for this long: what is missing is lost, stop waiting
 SETTLE_TIMEOUT = 30.0  # bound on draining the NF and the generator's receive side
@@ -174,6 +176,31 @@ def tolerance(fraction: Fraction, period: int, sent: int) -> int:
     """Packets a port's count may differ from `sent * fraction`: none for whole periods,
     else less than one period's share."""
     return 0 if sent % period == 0 else math.ceil(fraction * period)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The paced traffic of steps 10 and 11: how many packets, how fast, in bursts of how
+    many, and what bounds the count (said in the step's notes)."""
+
+    count: int
+    pps: int
+    burst: int = DEFAULT_BURST
+    bound: str = ""
+
+    @property
+    def rate(self) -> float:
+        """The rate in Pktgen's terms (`set 0 rate`): percent of the line rate the generator
+        assumes for a port that reports no speed, counting wire bytes as Pktgen does."""
+        return (self.pps * (STEP_FRAME_SIZE + WIRE_OVERHEAD) * 8 * 100
+                / (DEFAULT_SPEED_MBPS * 1e6))
+
+    def describe(self, ports: str = "0") -> str:
+        """What was offered, in packets per second and Pktgen's percent."""
+        text = (f"offered {self.count} packets at {self.pps} pps = {self.rate:.3f}% of "
+                f"{DEFAULT_SPEED_MBPS // 1000} Gbit/s line rate (`set {ports} rate "
+                f"{self.rate:.4g}`, bursts of {self.burst})")
+        return text + (f"; {self.bound}" if self.bound else "")
 
 
 # ----------------------------------------------------------------------- results
@@ -352,6 +379,12 @@ class Rig:
         drops, for example)."""
         return []
 
+    def paced_offer(self, spec: StepSpec) -> Offer:
+        """Steps 10 and 11's traffic: SCALING_PPS for SCALING_SECONDS (memory wires as
+        large as the pool cannot overflow); a rig on real links bounds it by its rings."""
+        count = int(SCALING_PPS * SCALING_SECONDS) // spec.period * spec.period
+        return Offer(count, SCALING_PPS)
+
     def close(self) -> None:
         """Stop the generator and the NF, release their ports."""
         raise NotImplementedError
@@ -403,14 +436,19 @@ class Rig:
             time.sleep(0.01)
         return self._settled(base)
 
-    def send(self, count: int, pps: int | None = None) -> Counts:
-        """Send `count` packets on port 0 (as fast as the port allows, or `pps`), wait
-        until the NF drained and the replies settled; returns the generator's counters."""
+    def send(self, count: int, pps: int | None = None, offer: Offer | None = None) -> Counts:
+        """Send `count` packets on port 0 (as fast as the port allows, or `pps`, or paced
+        by `offer`'s rate and burst), wait until the NF drained and the replies settled;
+        returns the generator's counters."""
         gen = self.gen
         gen.clear()
         base = self.nf_counts()
         gen.execute(f"set 0 count {count}")
-        gen.execute(f"set 0 pps {pps}" if pps else "set 0 rate 100")
+        if offer is not None:
+            gen.execute(f"set 0 rate {offer.rate!r}")
+            gen.execute(f"set 0 burst {offer.burst}")
+        else:
+            gen.execute(f"set 0 pps {pps}" if pps else "set 0 rate 100")
         started = time.monotonic()
         gen.start([0])
         if not gen.wait_done(SETTLE_TIMEOUT):
@@ -616,9 +654,10 @@ def run_step(spec: StepSpec, packets: int = DEFAULT_PACKETS, examples: Path = EX
         with tempfile.TemporaryDirectory(prefix=f"pktflow-{spec.name}-") as tmp, \
                 make_rig(spec, Path(tmp)) as rig:
             if spec.paced:
-                count = int(SCALING_PPS * SCALING_SECONDS) // spec.period * spec.period
-                progress(f"{count} packets at {SCALING_PPS} pps")
-                counts = rig.send(count, SCALING_PPS)
+                offer = rig.paced_offer(spec)
+                progress(f"{offer.count} packets at {offer.pps} pps")
+                counts = rig.send(offer.count, offer=offer)
+                result.notes.append(offer.describe())
             else:
                 progress(f"{packets} packets")
                 counts = rig.send(packets)
