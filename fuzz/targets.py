@@ -478,10 +478,75 @@ def addresses(data: bytes) -> None:
                            "differently")
 
 
+# ---------------------------------------------------------------- user functions
+def fz_split(pkt):
+    """A splitter reading fields of whatever headers the frame has (IPv4 may be missing
+    under TCP: both paths must then report the same error)."""
+    if pkt.has_tcp:
+        return (pkt.tcp.src_port + pkt.ipv4.ttl) % 4
+    if pkt.has_udp:
+        return pkt.udp.dst_port % 4
+    if pkt.has_vlan:
+        return pkt.vlan.vid % 4
+    if pkt.has_icmp6:
+        return pkt.icmp6.type % 4
+    return 0
+
+
+def fz_handle(pkt):
+    """A handler writing fields (and failing on frames without IPv4)."""
+    pkt.eth.src = pkt.eth.dst
+    if pkt.has_ipv6:
+        pkt.ipv6.hop_limit = (pkt.ipv6.hop_limit + 255) & 0xFF
+    if pkt.has_gre:
+        pkt.gre.proto = 0x6558
+    pkt.ipv4.ttl = (pkt.ipv4.ttl * 3) & 0xFF
+
+
+_KERNELS: dict[str, object] = {}
+
+
+def _kernels() -> dict[str, object]:
+    if not _KERNELS:
+        import logging
+
+        from pktflow.flow.compiler import NodeKind, compile_node
+
+        logging.getLogger("pktflow.flow").setLevel(logging.CRITICAL)  # per-batch error logs
+        for fn, kind in ((fz_split, NodeKind.SPLITTER), (fz_handle, NodeKind.HANDLER)):
+            for mode in ("compiled", "interpreted"):
+                _KERNELS[fn.__name__, mode] = compile_node(fn, kind, None, mode)
+    return _KERNELS
+
+
+def flow_functions(data: bytes) -> None:
+    """A user splitter and handler, compiled and interpreted, on twin copies of a fuzzed
+    frame: the same verdicts (errors included) and the same bytes afterwards."""
+    from pktflow.packet import parse_batch
+
+    kernels = _kernels()
+    raw = data[:1600]
+    for b in (0, 1):
+        _load(raw, 0, b)
+    idx = np.array([0, 1], dtype=np.int32)
+    parse_batch(POOL.data, POOL.meta, idx, 2)
+    for name in ("fz_split", "fz_handle"):
+        verdicts = []
+        for b, mode in ((0, "compiled"), (1, "interpreted")):
+            out = np.zeros(1, dtype=np.int32)
+            kernels[name, mode].run(POOL, idx[b:b + 1], 1, out, None)
+            verdicts.append(int(out[0]))
+        if verdicts[0] != verdicts[1]:
+            raise Mismatch(f"{name}: compiled verdict {verdicts[0]}, interpreted {verdicts[1]}")
+        if POOL.read(0) != POOL.read(1):
+            raise Mismatch(f"{name}: compiled and interpreted left different bytes")
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "parse": parse_frame,
     "checksum_encap": checksum_encap,
     "scapy_diff": scapy_diff,
+    "flow_functions": flow_functions,
     "pcap": pcap_file,
     "acl_l3": acl_l3,
     "acl_l2": acl_l2,
