@@ -510,7 +510,8 @@ def _kernels() -> dict[str, object]:
     if not _KERNELS:
         import logging
 
-        from pktflow.flow.compiler import NodeKind, compile_node
+        from pktflow.flow.compiler import compile_node
+        from pktflow.flow.kinds import NodeKind
 
         logging.getLogger("pktflow.flow").setLevel(logging.CRITICAL)  # per-batch error logs
         for fn, kind in ((fz_split, NodeKind.SPLITTER), (fz_handle, NodeKind.HANDLER)):
@@ -542,6 +543,45 @@ def flow_functions(data: bytes) -> None:
             raise Mismatch(f"{name}: compiled and interpreted left different bytes")
 
 
+def kpktgen_writes(data: bytes) -> None:
+    """Writes to a kpktgen device file (one per input line), to a thread file and to
+    pgctrl: each answered with an errno and Result text, never an exception; the device
+    file then reads back and parses."""
+    from pktflow.kpktgen.params import (
+        DeviceConfig,
+        DeviceState,
+        format_device,
+        parse_device_text,
+        parse_pgctrl_write,
+        split_thread_write,
+    )
+
+    cfg = DeviceConfig()
+    for line in data.split(b"\n")[:32]:
+        outcome = cfg.write(line)
+        if outcome.errno and outcome.result is not None and not outcome.result:
+            raise Mismatch(f"write {line!r}: refused with an empty Result")
+        parse_pgctrl_write(line + b"\n")
+        split_thread_write(line)
+    text = format_device(cfg, DeviceState(), "veth0", bytes(6))
+    report = parse_device_text(text)
+    if report is None:
+        raise Mismatch("the device file does not parse back")
+
+
+def kpktgen_config(data: bytes) -> None:
+    """A kpktgen run config, TOML or JSON by its first byte: a RunConfig or a ConfigError
+    naming the file."""
+    from pktflow.kpktgen.config import ConfigError, load_config
+
+    path = scratch("run" + (".toml" if data[:1] == b"T" else ".json"), data[1:])
+    try:
+        load_config(path)
+    except ConfigError as e:
+        if str(path) not in str(e):
+            raise Mismatch(f"ConfigError without the file: {e}") from None
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "parse": parse_frame,
     "checksum_encap": checksum_encap,
@@ -554,4 +594,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "port_spec": port_spec,
     "flow_config": flow_config,
     "addresses": addresses,
+    "kpktgen_writes": kpktgen_writes,
+    "kpktgen_config": kpktgen_config,
 }

@@ -68,6 +68,8 @@ def _load(path: Path) -> Any:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

@@ -109,7 +109,7 @@ def _word(text: str, i: int, limit: int) -> str:
 def _digits(text: str, limit: int) -> tuple[int, int]:
     """Leading decimal digits (at most `limit`): (value, count); no digits reads as 0."""
     n = 0
-    while n < len(text) and n < limit and text[n].isdigit():
+    while n < len(text) and n < limit and text[n] in "0123456789":  # ASCII only, not '²'
         n += 1
     return (int(text[:n]) if n else 0), n
 

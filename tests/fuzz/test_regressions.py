@@ -21,3 +21,25 @@ def test_field_past_the_end_says_so_not_that_it_does_not_exist():
     with pytest.raises(AttributeError, match="no field or method 'tgt'"):
         _ = pkt.icmp6.tgt
     assert "target" not in pkt.icmp6.fields() and pkt.icmp6.fields()["seq"] == 0
+
+
+def test_kpktgen_config_that_is_not_utf8_is_a_config_error(tmp_path):
+    """fuzz kpktgen_config: a run config with a byte that is not UTF-8 escaped as
+    UnicodeDecodeError from load_config; it must be a ConfigError naming the file."""
+    from pktflow.kpktgen.config import ConfigError, load_config
+
+    path = tmp_path / "run.toml"
+    path.write_bytes(b'dir = "/tmp/pg"\n[[device\xff]]\nname = "veth0"\n')
+    with pytest.raises(ConfigError, match=r"run\.toml: not UTF-8 text \(byte 24\)"):
+        load_config(path)
+
+
+def test_kpktgen_write_with_a_superscript_digit_is_answered_not_raised():
+    """fuzz kpktgen_writes: "count \\xb2" (latin-1 '²', which str.isdigit() accepts) raised
+    ValueError from int(); the kernel reads ASCII digits only, so it reads no number."""
+    from pktflow.kpktgen.params import DeviceConfig
+
+    cfg = DeviceConfig()
+    outcome = cfg.write(b"count \xb2")
+    assert outcome.result is not None and cfg.count == 0
+    assert DeviceConfig().write(b"count 12\xb2").ok and DeviceConfig().write(b"count 12").ok
