@@ -1,10 +1,14 @@
 """AF_PACKET port driver: `packet:IFACE[,fanout=GROUP][,fanout_mode=hash|lb|cpu]
 [,promisc=1][,bypass=1]`.
 
-One packet socket per port with TPACKET_V3 rings mapped into our memory: a block-based
-receive ring and a frame-based transmit ring. A compiled function moves a whole batch
-between a ring and the pool in one call; Python pays once per batch (one `send()` kick
-per transmitted batch, no system call per received batch). PACKET_QDISC_BYPASS hands
+Two packet sockets per port with TPACKET_V3 rings mapped into our memory: a block-based
+receive ring, and a frame-based transmit ring on a send-only socket. A compiled function
+moves a whole batch between a ring and the pool in one call; Python pays once per batch
+(one `send()` kick per transmitted batch, no system call per received batch). The
+transmit ring can also be lent to a generator that writes frames into it in place
+(`lend_tx`). Each transmitted frame carries a virtio-net header whose hdr_len is the whole
+frame: the kernel then copies the frame into its buffer at once instead of pinning ring
+pages as fragments, which a veth or bridge must copy again page by page. PACKET_QDISC_BYPASS hands
 frames straight to the driver, PACKET_FANOUT lets several ports (workers) share one
 interface, and the kernel's drop counter (PACKET_STATISTICS) lands in `stats.rx_dropped`.
 """
@@ -39,7 +43,9 @@ PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_LOSS = 14
+PACKET_VNET_HDR = 15
 PACKET_FANOUT = 18
+PACKET_TX_HAS_OFF = 19
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
 PACKET_MR_PROMISC = 1
@@ -56,10 +62,14 @@ TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_VLAN_TPID_VALID = 0x40
 PACKET_OUTGOING = 4
 
-# struct tpacket3_hdr is 48 bytes; a transmitted frame's data follows it (no
-# PACKET_TX_HAS_OFF), and on receive a struct sockaddr_ll follows it.
+# struct tpacket3_hdr is 48 bytes; on receive a struct sockaddr_ll follows it. A transmit
+# slot holds the header, then (PACKET_TX_HAS_OFF, at tp_mac) a 10-byte virtio_net_hdr and
+# the frame, placed so that the frame starts 8-byte aligned for the generator's word copies.
 TPACKET3_HDRLEN = 48
 SLL_PKTTYPE = TPACKET3_HDRLEN + 10
+VNET_HDR_LEN = 10
+TX_DATA_AT = 64  # the frame's offset in a transmit slot
+TX_VNET_AT = TX_DATA_AT - VNET_HDR_LEN
 
 RX_BLOCK_SIZE = 1 << 16
 RX_BLOCKS = 256
@@ -137,6 +147,23 @@ def _rx_v3(ring, ring32, block_size, nblocks, state, data, meta, ts, idx, start,
     return got
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tx_header(ring, ring32, f, length):
+    """Fill the slot header at byte f for a frame of `length` bytes at TX_DATA_AT: the
+    data (virtio_net_hdr + frame) starts at tp_mac, and hdr_len asks the kernel to copy
+    the whole frame into the socket buffer's linear part."""
+    f32 = f >> 2
+    ring32[f32] = 0  # tp_next_offset
+    ring32[f32 + 3] = length + VNET_HDR_LEN  # tp_snaplen
+    ring32[f32 + 4] = length + VNET_HDR_LEN  # tp_len
+    ring[f + 24] = TX_VNET_AT  # tp_mac (u16, little endian)
+    ring[f + 25] = 0
+    v = f + TX_VNET_AT
+    ring[v:v + VNET_HDR_LEN] = 0  # no offloads, no segmentation
+    ring[v + 2] = length & 0xFF  # hdr_len, little endian
+    ring[v + 3] = length >> 8
+
+
 @njit(cache=True, nogil=True)
 def _tx_v3(ring, ring32, tx_base, frame_size, nframes, state, data, meta, idx, n, max_len):
     """Copy the frames of idx[:n] into free transmit-ring slots and mark them for sending.
@@ -159,11 +186,9 @@ def _tx_v3(ring, ring32, tx_base, frame_size, nframes, state, data, meta, idx, n
         if length < 14 or length > max_len or start < 0:
             rejected += 1
             continue
-        d = f + TPACKET3_HDRLEN
+        d = f + TX_DATA_AT
         ring[d:d + length] = data[b, start:start + length]
-        ring32[f32] = 0  # tp_next_offset
-        ring32[f32 + 3] = length  # tp_snaplen
-        ring32[f32 + 4] = length  # tp_len
+        _tx_header(ring, ring32, f, length)
         memory_fence()  # the frame is complete before the kernel may see the request
         ring32[f32 + 5] = TP_STATUS_SEND_REQUEST
         state[0] = (state[0] + 1) % nframes
@@ -202,18 +227,15 @@ def _tx_commit(ring, ring32, tx_base, frame_size, nframes, state, meta, idx, n, 
     for k in range(n):
         s = np.int64(idx[k])
         length = np.int64(meta[s, M.LEN])
-        if length < 14 or length > max_len or meta[s, M.START] != TPACKET3_HDRLEN:
+        if length < 14 or length > max_len or meta[s, M.START] != TX_DATA_AT:
             rejected += 1
             continue
         slot = (first + w) % nframes
         f = tx_base + slot * frame_size
         if slot != s:
-            src = tx_base + s * frame_size + TPACKET3_HDRLEN
-            ring[f + TPACKET3_HDRLEN:f + TPACKET3_HDRLEN + length] = ring[src:src + length]
-        f32 = f >> 2
-        ring32[f32] = 0  # tp_next_offset
-        ring32[f32 + 3] = length  # tp_snaplen
-        ring32[f32 + 4] = length  # tp_len
+            src = tx_base + s * frame_size + TX_DATA_AT
+            ring[f + TX_DATA_AT:f + TX_DATA_AT + length] = ring[src:src + length]
+        _tx_header(ring, ring32, f, length)
         nbytes += length
         w += 1
     memory_fence()  # every frame is complete before the kernel may see a request
@@ -243,6 +265,8 @@ class PacketPort(InterfacePort):
         self.iface: Interface | None = None
         self._sock: socket.socket | None = None
         self._ring: mmap.mmap | None = None
+        self._tx_sock: socket.socket | None = None
+        self._tx_area: mmap.mmap | None = None
         self.iface = Interface(ifname)
         try:
             self._open_socket(opts.get("promisc", True), opts.get("bypass", True),
@@ -252,7 +276,9 @@ class PacketPort(InterfacePort):
             raise
         self._rx_state = np.zeros(4, dtype=np.int64)
         self._tx_state = np.zeros(1, dtype=np.int64)
-        self._max_tx_len = self.iface.mtu + 14 + 4  # Ethernet header and one VLAN tag
+        # Ethernet header and one VLAN tag; the kernel leaves the MTU check to us, as it
+        # does for every socket with a virtio-net header.
+        self._max_tx_len = min(self.iface.mtu + 14 + 4, TX_FRAME_SIZE - TX_DATA_AT)
         self._polls = 0
 
     def _open_socket(self, promisc: bool, bypass: bool, fanout: int | None,
@@ -270,23 +296,12 @@ class PacketPort(InterfacePort):
         rx_frames = RX_BLOCK_SIZE // RX_FRAME_SIZE * RX_BLOCKS
         sock.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack(
             "7I", RX_BLOCK_SIZE, RX_BLOCKS, RX_FRAME_SIZE, rx_frames, RX_BLOCK_TIMEOUT_MS, 0, 0))
-        tx_blocks = TX_FRAMES * TX_FRAME_SIZE // TX_BLOCK_SIZE
-        sock.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack(
-            "7I", TX_BLOCK_SIZE, tx_blocks, TX_FRAME_SIZE, TX_FRAMES, 0, 0, 0))
         self._rx_size = RX_BLOCK_SIZE * RX_BLOCKS
-        size = self._rx_size + TX_BLOCK_SIZE * tx_blocks
-        self._ring = mmap.mmap(sock.fileno(), size, mmap.MAP_SHARED,
+        self._ring = mmap.mmap(sock.fileno(), self._rx_size, mmap.MAP_SHARED,
                                mmap.PROT_READ | mmap.PROT_WRITE)
         self._ring8 = np.frombuffer(self._ring, dtype=np.uint8)
         self._ring32 = np.frombuffer(self._ring, dtype=np.uint32)
-        # The transmit ring seen as pool-like rows for lend_tx: a slot's frame data
-        # follows its 48-byte header.
-        tx = self._ring8[self._rx_size:self._rx_size + TX_FRAMES * TX_FRAME_SIZE]
-        self._tx_rows = tx.reshape(TX_FRAMES, TX_FRAME_SIZE)
-        self._tx_words = tx.view(np.uint64)
-        self._tx_meta = np.full((TX_FRAMES, M.NCOLS), -1, dtype=np.int32)
-        self._tx_meta[:, M.START] = TPACKET3_HDRLEN
-        self._tx_idx = np.zeros(TX_FRAMES, dtype=np.int32)
+        self._open_tx_socket(bypass)
         sock.bind((self.iface.name, ETH_P_ALL))
         if promisc:
             # Membership ends with the socket, so a killed NF leaves no promiscuous flag.
@@ -299,6 +314,34 @@ class PacketPort(InterfacePort):
             except OSError as e:
                 raise PortError(f"packet:{self.args}: cannot join fanout group {fanout}: "
                                 f"{e.strerror} (all members need the same fanout_mode)") from None
+        sock.setblocking(False)
+
+    def _open_tx_socket(self, bypass: bool) -> None:
+        """The send-only socket and its transmit ring. A socket of its own because the
+        virtio-net header it sends with would also prefix every received frame and make
+        the kernel drop received packets it cannot describe in one."""
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives none
+        self._tx_sock = sock
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)  # a bad frame never stalls the ring
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        sock.setsockopt(SOL_PACKET, PACKET_TX_HAS_OFF, 1)
+        if bypass:
+            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        tx_blocks = TX_FRAMES * TX_FRAME_SIZE // TX_BLOCK_SIZE
+        sock.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack(
+            "7I", TX_BLOCK_SIZE, tx_blocks, TX_FRAME_SIZE, TX_FRAMES, 0, 0, 0))
+        self._tx_area = mmap.mmap(sock.fileno(), TX_FRAMES * TX_FRAME_SIZE, mmap.MAP_SHARED,
+                                  mmap.PROT_READ | mmap.PROT_WRITE)
+        self._tx8 = np.frombuffer(self._tx_area, dtype=np.uint8)
+        self._tx32 = np.frombuffer(self._tx_area, dtype=np.uint32)
+        # The ring seen as pool-like rows for lend_tx: a slot's frame is at TX_DATA_AT.
+        self._tx_rows = self._tx8.reshape(TX_FRAMES, TX_FRAME_SIZE)
+        self._tx_words = self._tx8.view(np.uint64)
+        self._tx_meta = np.full((TX_FRAMES, M.NCOLS), -1, dtype=np.int32)
+        self._tx_meta[:, M.START] = TX_DATA_AT
+        self._tx_idx = np.zeros(TX_FRAMES, dtype=np.int32)
+        sock.bind((self.iface.name, 0))
         sock.setblocking(False)
 
     @property
@@ -347,7 +390,7 @@ class PacketPort(InterfacePort):
         pool = self.pool or batch.pool
         done = sent = nbytes = rejected = 0
         for _attempt in range(3):  # a kick frees the ring; give up after a few
-            q, b, r, k = _tx_v3(self._ring8, self._ring32, self._rx_size, TX_FRAME_SIZE,
+            q, b, r, k = _tx_v3(self._tx8, self._tx32, 0, TX_FRAME_SIZE,
                                 TX_FRAMES, self._tx_state, pool.data, pool.meta,
                                 batch.idx[done:], batch.n - done, self._max_tx_len)
             sent, nbytes, rejected, done = sent + q, nbytes + b, rejected + r, done + k
@@ -363,11 +406,11 @@ class PacketPort(InterfacePort):
         """Free slots of the transmit ring, in ring order, to write frames into in place
         (none while the kernel still owns the next slot: backpressure)."""
         max_n = min(max_n, TX_FRAMES)
-        n = _tx_lend(self._ring32, self._rx_size, TX_FRAME_SIZE, TX_FRAMES, self._tx_state,
+        n = _tx_lend(self._tx32, 0, TX_FRAME_SIZE, TX_FRAMES, self._tx_state,
                      self._tx_idx, max_n)
         if n < max_n:
             self._kick()  # frames queued but not taken yet (busy device) free their slots
-            n = _tx_lend(self._ring32, self._rx_size, TX_FRAME_SIZE, TX_FRAMES,
+            n = _tx_lend(self._tx32, 0, TX_FRAME_SIZE, TX_FRAMES,
                          self._tx_state, self._tx_idx, max_n)
         return TxLease(self._tx_rows, self._tx_words, self._tx_meta, self._tx_idx, n)
 
@@ -376,7 +419,7 @@ class PacketPort(InterfacePort):
         if lease.idx is not self._tx_idx or n > lease.n:
             raise PortError(f"{self.name}: commit_tx needs the port's own last lease "
                             f"(at most its {lease.n} slots), got {n}")
-        sent, nbytes, rejected = _tx_commit(self._ring8, self._ring32, self._rx_size,
+        sent, nbytes, rejected = _tx_commit(self._tx8, self._tx32, 0,
                                             TX_FRAME_SIZE, TX_FRAMES, self._tx_state,
                                             self._tx_meta, self._tx_idx, n, self._max_tx_len)
         if sent:
@@ -390,7 +433,7 @@ class PacketPort(InterfacePort):
     def _kick(self) -> None:
         """Ask the kernel to transmit every frame marked for sending."""
         try:
-            self._sock.send(b"", socket.MSG_DONTWAIT)
+            self._tx_sock.send(b"", socket.MSG_DONTWAIT)
         except BlockingIOError:
             pass  # the device queue is busy; the frames stay queued for the next kick
         except OSError as e:
@@ -411,7 +454,7 @@ class PacketPort(InterfacePort):
         """Wait until the kernel has taken every queued frame (bounded by `timeout`)."""
         deadline = time.monotonic() + timeout
         busy = TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING
-        slots = self._ring32[self._rx_size // 4 + 5::TX_FRAME_SIZE // 4]
+        slots = self._tx32[5::TX_FRAME_SIZE // 4]
         while (slots & busy).any() and time.monotonic() < deadline:
             self._kick()
             time.sleep(0.001)
@@ -419,17 +462,23 @@ class PacketPort(InterfacePort):
     def close(self) -> None:
         if self._sock is not None and self._ring is not None:
             try:
-                self.flush(0.2)
+                if self._tx_area is not None:
+                    self.flush(0.2)
                 self.refresh_kernel_stats()
             except OSError:
                 pass  # the interface is gone; nothing left to flush or count
         if self._ring is not None:
-            self._ring8 = self._ring32 = self._tx_rows = self._tx_words = None
+            self._ring8 = self._ring32 = None
             release_mmap(self._ring)
             self._ring = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._tx_area is not None:
+            self._tx8 = self._tx32 = self._tx_rows = self._tx_words = None
+            release_mmap(self._tx_area)
+            self._tx_area = None
+        for sock in (self._sock, self._tx_sock):
+            if sock is not None:
+                sock.close()
+        self._sock = self._tx_sock = None
         if self.iface is not None:
             self.iface.close()
             self.iface = None

@@ -14,7 +14,7 @@ from pktflow.packet import Pool
 from pktflow.packet import meta as M
 from pktflow.pktgen import Pktgen
 from pktflow.ports import PortError, PortTable
-from pktflow.ports.afpacket import TPACKET3_HDRLEN, TX_FRAMES
+from pktflow.ports.afpacket import TX_FRAMES
 from pktflow.testbed.net import VethLab, leftovers, receive_frames
 
 pytestmark = pytest.mark.root
@@ -39,7 +39,7 @@ def pool():
     return Pool(buffers=8192, name="lend-test")
 
 
-def _generate(lab, pool, count: int, lend: bool, rx_timeout: float = 10.0):
+def _generate(lab, pool, count: int, lend: bool, rx_timeout: float = 60.0):
     """Send `count` range-mode frames from a to b; returns (frames b got, generator stats,
     a's port stats)."""
     a = lab.open_port("a", "packet:za0", pool, 0)
@@ -89,7 +89,8 @@ def test_lease_wraps_around_the_ring_in_order(lab, pool):
                 s = int(lease.idx[k])
                 frame = bytes.fromhex("0200000000bb0200000000aa88b5") + \
                     (round_ * 1000 + k).to_bytes(4, "big") + bytes(42)
-                lease.data[s, TPACKET3_HDRLEN:TPACKET3_HDRLEN + len(frame)] = list(frame)
+                at = lease.meta[s, M.START]
+                lease.data[s, at:at + len(frame)] = list(frame)
                 lease.meta[s, M.LEN] = len(frame)
                 sent.append(frame)
             if round_ == 1:
@@ -113,7 +114,8 @@ def test_a_refused_frame_is_counted_and_the_rest_still_go_out_in_order(lab, pool
         for k in range(5):
             s = int(lease.idx[k])
             frame = bytes.fromhex("0200000000bb0200000000aa88b5") + bytes([k]) * 50
-            lease.data[s, TPACKET3_HDRLEN:TPACKET3_HDRLEN + len(frame)] = list(frame)
+            at = lease.meta[s, M.START]
+            lease.data[s, at:at + len(frame)] = list(frame)
             lease.meta[s, M.LEN] = len(frame)
             frames.append(frame)
         lease.meta[int(lease.idx[1]), M.LEN] = 1600  # longer than the MTU allows
