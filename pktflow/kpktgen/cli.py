@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pktflow.kpktgen.control import DEFAULT_ROOT, KpktgenError, Pktgen, Result
+from pktflow.kpktgen.control import DEFAULT_ROOT, KpktgenError, Pktgen, Result, rates
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,15 +85,15 @@ def _console() -> Console:
     return console if console.is_terminal else Console(stderr=True, width=120)
 
 
-def result_table(results: dict[str, Result], rates: dict[str, float] | None = None) -> Table:
+def result_table(results: dict[str, Result], live: dict[str, float] | None = None) -> Table:
     """Devices as rows: sent so far, live rate (or the run's pps), errors, Result text."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for name, justify in (("device", "left"), ("sent", "right"), ("pps", "right"),
                           ("Mb/sec", "right"), ("errors", "right"), ("result", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for name, r in results.items():
-        if rates is not None and not r.finished:
-            pps, mbps = rates.get(name, 0.0), ""
+        if live is not None and not r.finished:
+            pps, mbps = live.get(name, 0.0), ""
         else:
             pps, mbps = float(r.pps), str(r.mbps)
         first = r.text.splitlines()[0] if r.text else ""
@@ -165,9 +165,8 @@ def watch(pg: Pktgen, names: list[str], live: bool = True, timeout: float | None
             time.sleep(interval)
             now = {n: pg.device(n).result() for n in names}
             t_now = time.monotonic()
-            rates = {n: (now[n].sofar - prev[n].sofar) / (t_now - t_prev) for n in names}
             if display:
-                display.update(result_table(now, rates))
+                display.update(result_table(now, rates(prev, now, t_now - t_prev)))
             prev, t_prev = now, t_now
     except KeyboardInterrupt:
         interrupted = True

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
+import signal
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -370,35 +371,50 @@ class Pktgen:
 
 
 class Run:
-    """A `start` written from a background thread; `stop()` ends it as Ctrl-C would."""
+    """A `start` written by a child process (the write blocks while devices run); `stop()`
+    ends it as Ctrl-C ends the kernel's sample scripts: a signal to the writer, on which
+    pktgen stops every device and keeps their results. (A second writer's `stop` to pgctrl
+    works on the kernel's procfs, but a FUSE server gets writes to one file one at a time.)
+    """
 
     def __init__(self, pg: Pktgen) -> None:
         self.pg = pg
-        self.error: BaseException | None = None
         self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="kpktgen-start", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.pg.ctrl("start")
-        except BaseException as e:  # reported by wait()
-            self.error = e
+        path = pg.root / "pgctrl"
+        # sh's echo is one write(2), as the kernel's scripts do it.
+        self._writer = subprocess.Popen(["sh", "-c", 'echo start > "$1"', "sh", str(path)],
+                                        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True)
+        self._stopped = False
 
     @property
     def done(self) -> bool:
-        return not self._thread.is_alive() and not self.pg.running()
+        return self._writer.poll() is not None and not self.pg.running()
 
     def stop(self) -> None:
+        """End the run now; the devices keep what they sent in their results."""
+        self._stopped = True
+        if self._writer.poll() is None:
+            self._writer.send_signal(signal.SIGINT)
+            try:
+                self._writer.wait(5)
+            except subprocess.TimeoutExpired:
+                self._writer.kill()
+                self._writer.wait()
         self.pg.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the run to end; raises what the start write raised."""
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        """Wait for the run to end (False if `timeout` passed); raises KpktgenError if
+        pgctrl refused the start."""
+        try:
+            code = self._writer.wait(timeout)
+        except subprocess.TimeoutExpired:
             return False
-        if self.error is not None:
-            raise self.error
+        if code != 0 and not self._stopped:
+            err = self._writer.stderr.read().decode(errors="replace").strip() \
+                if self._writer.stderr else ""
+            raise KpktgenError(self.pg.root / "pgctrl", "start", "",
+                               err.rsplit(": ", 1)[-1] or f"writer exited with {code}")
         return self.pg.wait(None if timeout is None else
                             max(0.0, timeout - (time.monotonic() - self.started)))
 
