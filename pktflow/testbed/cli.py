@@ -7,6 +7,9 @@
     pktflow testbed tutorial STEP|all       tutorial steps: NF on the target host, generator
                                             on the generator host, judged as `pktflow tutorial`
     pktflow testbed gen --hosts 3           generators on several hosts at once
+    pktflow testbed kpktgen --hosts 2 -- pktgen_sample01_simple.sh -i {intf} -m {dst_mac}
+                                            kernel pktgen scripts or a `kpktgen run` config
+                                            on several hosts at once, each its own engine
     pktflow testbed clean                   remove leftovers of a killed run
 
 Everything is torn down on exit, on failure and on Ctrl-C/SIGTERM/SIGHUP.
@@ -65,6 +68,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--count", type=int, default=20000, help="frames per generator")
     gen.add_argument("--pps", type=int, default=10000, help="rate of each generator")
     gen.add_argument("--driver", default="packet", choices=("auto", "xdp", "packet"))
+    kp = sub.add_parser("kpktgen", help="kernel-pktgen scripts or configs on several hosts "
+                        "at once, each host with its own engine at /proc/net/pktgen")
+    kp.add_argument("--hosts", type=int, default=2, help="generator hosts (default 2)")
+    kp.add_argument("--config", metavar="FILE", help="`pktflow kpktgen run` config for "
+                    "every host; {intf}, {dst_mac}, {host} in it become each host's own")
+    kp.add_argument("--kernel", action="store_true", help="use the kernel's pktgen "
+                    "(CONFIG_NET_PKTGEN) instead of pktflow's engine")
+    kp.add_argument("--timeout", type=float, default=120.0, help="seconds before the "
+                    "commands are stopped (default 120)")
+    kp.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                    help="command run on every host ({intf}, {dst_mac}, {host} replaced)")
     sub.add_parser("clean", help="remove namespaces, links and host shells left by a killed run")
     p.set_defaults(func=main, testbed_command=None, hold=None)
 
@@ -76,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
             return _clean()
         if action == "gen":
             return _gen(args)
+        if action == "kpktgen":
+            return _kpktgen(args)
         if action == "shell":
             return _shell(args)
         if action == "tutorial":
@@ -248,6 +264,25 @@ def _gen(args: argparse.Namespace) -> int:
     failed = [r for r in results if r.exit_code != 0 or r.tx_packets != args.count]
     for r in failed:
         print(f"{r.host}: exit {r.exit_code}: {r.stderr.strip()[-500:]}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _kpktgen(args: argparse.Namespace) -> int:
+    from pktflow.testbed.kpktgen import format_runs, run_on_hosts
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if bool(command) == bool(args.config):
+        print("testbed kpktgen: give --config FILE or -- COMMAND (one of them)",
+              file=sys.stderr)
+        return 2
+    tb, runs = run_on_hosts(args.hosts, command or None,
+                            Path(args.config) if args.config else None, args.kernel,
+                            args.timeout, on_ready=lambda tb: print(tb.summary(), flush=True))
+    print(format_runs(runs, tb.setup_seconds))
+    failed = [r for r in runs if r.exit_code != 0]
+    for r in failed:
+        print(f"{r.host}: exit {r.exit_code}: {r.output.strip()[-800:]}", file=sys.stderr)
+    print("testbed torn down")
     return 1 if failed else 0
 
 
