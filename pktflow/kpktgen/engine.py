@@ -586,12 +586,13 @@ class Engine:
             return d.text()
 
     # ---- writing -----------------------------------------------------------------------
-    def write(self, name: str, data: bytes,
-              interrupted: Callable[[], bool] | None = None) -> int:
+    def write(self, name: str, data: bytes, interrupted: Callable[[], bool] | None = None,
+              wait: bool = True) -> int:
         """Apply a write to file `name`; returns 0 or the errno the kernel's write returns.
-        A `start` polls `interrupted` and stops the run when it says so."""
+        A `start` waits for the run's end unless `wait` is false, polling `interrupted` to
+        stop the run when it says so."""
         if name == "pgctrl":
-            return self.write_pgctrl(data, interrupted)
+            return self.write_pgctrl(data, interrupted, wait)
         t = self.thread(name)
         if t is not None:
             return self.write_thread(t, data)
@@ -600,13 +601,16 @@ class Engine:
             raise KeyError(name)
         return self.write_device(d, data)
 
-    def write_pgctrl(self, data: bytes,
-                     interrupted: Callable[[], bool] | None = None) -> int:
+    def write_pgctrl(self, data: bytes, interrupted: Callable[[], bool] | None = None,
+                     wait: bool = True) -> int:
         if not data:
             return errno.EINVAL
         cmd = P.parse_pgctrl_write(data)
         if cmd == "start":
-            self.start(interrupted=interrupted)
+            if wait:
+                self.start(interrupted=interrupted)
+            else:
+                self.begin()
         elif cmd == "stop":
             self.stop()
         elif cmd == "reset":
@@ -670,6 +674,11 @@ class Engine:
               interrupted: Callable[[], bool] | None = None) -> bool:
         """Start every thread's devices and wait until none runs; False on timeout. When
         `interrupted()` turns true the run stops, as a signal stops the kernel's."""
+        self.begin()
+        return self.wait_done(timeout, interrupted)
+
+    def begin(self) -> None:
+        """Set up every thread's devices and start their workers; returns at once."""
         with self.lock:
             for t in self.threads:
                 if t.worker is not None and t.worker.is_alive():
@@ -680,6 +689,14 @@ class Engine:
                     t.worker = threading.Thread(target=self._work, args=(t, started),
                                                 name=f"kpktgend_{t.index}", daemon=True)
                     t.worker.start()
+
+    def running(self) -> bool:
+        with self.lock:
+            return any(d.st.running for t in self.threads for d in t.devices)
+
+    def wait_done(self, timeout: float | None = None,
+                  interrupted: Callable[[], bool] | None = None) -> bool:
+        """Wait until no device runs (False on timeout); `interrupted()` true stops them."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
             while any(d.st.running for t in self.threads for d in t.devices):
@@ -771,6 +788,7 @@ class Engine:
         d.idle_ns = 0
         d.frags = min(cfg.nfrags, MAX_SKB_FRAGS) if cfg.nfrags > 0 else 0
         d.started_ns = time.monotonic_ns()
+        d.tx.next_ns = d.started_ns  # pacing counts from the start, not from the setup
         st.started_us = d.started_ns // 1000
         st.result = "Starting"
         st.running = True
@@ -845,6 +863,19 @@ class Engine:
                                                   size, d.frags, st.errors)
             d.tx = None
             self.changed.notify_all()
+
+
+def warm_up() -> None:
+    """Load the compiled kernels (from Numba's cache, or compile them) before a first run,
+    so that run's time does not include it."""
+    cfg = DeviceConfig()
+    cfg.write(b"count 1\n")
+    info = IfaceInfo("lo", ARPHRD_LOOPBACK, bytes(6), True, "", 1, 0)
+
+    class _NoPort:
+        lends_tx = False
+
+    _DeviceTx(Device("lo", 0, info, cfg), _NoPort(), Pool(buffers=8, bufsize=2048))  # type: ignore[arg-type]
 
 
 def _numa_nodes() -> int:

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from pktflow.kpktgen.engine import SOCKETS, Engine
+from pktflow.kpktgen.engine import SOCKETS, Engine, warm_up
 from pktflow.kpktgen.params import ENOTSUPP
 
 log = logging.getLogger("pktflow.kpktgen.fs")
@@ -182,7 +182,7 @@ def make_operations(engine: Engine):  # noqa: ANN201 - mfusepy's Operations subc
             with self._mutex:
                 fh = self.next_fh
                 self.next_fh += 1
-                self.handles[fh] = [name, None]
+                self.handles[fh] = [name, None, False]  # name, snapshot, start pending
             fi.fh = fh
             return 0
 
@@ -203,8 +203,13 @@ def make_operations(engine: Engine):  # noqa: ANN201 - mfusepy's Operations subc
                 raise mfusepy.FuseOSError(errno.EBADF)
             name = h[0]
             try:
-                # the kernel ends a run when the writer of `start` gets a signal; so do we
-                err = engine.write(name, data, interrupted=probe)
+                # FUSE holds the file's inode lock during a write, so a `start` blocking here
+                # would lock out the `stop` written to pgctrl by someone else: the wait for
+                # the run's end happens at close (flush) instead, which holds no lock.
+                starts = name == "pgctrl" and data[:-1] == b"start"
+                err = engine.write(name, data, wait=False)
+                if starts and not err:
+                    h[2] = True
             except KeyError:
                 raise mfusepy.FuseOSError(errno.ENODEV) from None
             except Exception:
@@ -218,6 +223,15 @@ def make_operations(engine: Engine):  # noqa: ANN201 - mfusepy's Operations subc
         def truncate(self, path: str, length: int, fh: int | None = None) -> int:
             self._name(path)
             return 0  # `echo cmd > file` opens with O_TRUNC; procfs ignores it too
+
+        def flush(self, path: str, fi) -> int:  # noqa: ANN001
+            h = self.handles.get(fi.fh)
+            if h is not None and h[2]:
+                h[2] = False
+                # the writer of `start` returns when the run ends; a signal to it (FUSE
+                # interrupt) stops the run, as in the kernel
+                engine.wait_done(interrupted=probe)
+            return 0
 
         def release(self, path: str, fi) -> int:  # noqa: ANN001
             self.handles.pop(fi.fh, None)
@@ -267,6 +281,7 @@ def serve(mountpoint: str | None = None, *, proc: bool = False, threads: int | N
         raise ServeError("give a directory to serve at (--dir PATH) or --proc")
     cwd = os.getcwd()  # libfuse changes directory to / when it starts; the command must not
     engine = Engine(threads, socket_kind)
+    warm_up()
     stop = threading.Event()
     signals = {signal.SIGINT: 0, signal.SIGTERM: 0, signal.SIGHUP: 0}
     child: list[subprocess.Popen] = []
@@ -282,6 +297,9 @@ def serve(mountpoint: str | None = None, *, proc: bool = False, threads: int | N
                 child[0].terminate()
 
     old = {s: signal.signal(s, on_signal) for s in signals}  # before libfuse looks at them
+    # libfuse signals a request's thread with SIGUSR1 when its caller is interrupted; the
+    # default action would kill us, a handler just lets fuse_interrupted() say so
+    old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
     stand_in: ProcNetStandIn | None = None
     made_dir = False
     failed: list[BaseException] = []
@@ -297,6 +315,9 @@ def serve(mountpoint: str | None = None, *, proc: bool = False, threads: int | N
             if os.path.ismount(target):
                 raise ServeError(f"{target} is already a mount point: unmount it or pick "
                                  "another --dir")
+            if os.path.lexists(target) and not os.access(target, os.F_OK):
+                raise ServeError(f"{target} is a dead mount (its server died): "
+                                 f"umount -l {target}")
             if not os.path.isdir(target):
                 os.makedirs(target)
                 made_dir = True
