@@ -11,26 +11,29 @@ snapshot. `StatsHTTPServer` serves them from daemon threads:
     /metrics        Prometheus text of every source that has a renderer
 
 Snapshots for `/events` are taken once per tick by one publisher thread, whatever the number
-of clients, and only while a client listens: the NF pays for one snapshot per tick, not one
-per page. Requests are read with hard limits (request line, header block, time to send them,
-concurrent connections); anything else gets a 4xx and the connection is closed, so a slow or
-garbage client can hold one thread for a few seconds at most and never the NF.
+of clients, and only while a client listens; the same thread writes each to every stream
+without blocking: the NF pays for one snapshot per tick, not one per page. Requests are
+read with hard limits (request line, header block, time to send them, concurrent
+connections); anything else gets a 4xx and the connection is closed, so a slow or garbage
+client holds one thread for a few seconds at most, and never the NF.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
+import errno
 import http.client
 import io
 import ipaddress
 import json
 import logging
 import mimetypes
+import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,6 @@ MAX_HEAD = 16384  # request line plus headers; larger: 431
 HEAD_SECONDS = 5.0  # a client must send its whole request head within this time
 WRITE_SECONDS = 5.0  # a client that takes longer to take a reply (or an event) is dropped
 MAX_CONNECTIONS = 256  # open connections at once (pages hold one each); beyond: 503
-KEEPALIVE_SECONDS = 15.0  # an SSE comment line this often keeps proxies from timing out
 KEEP = 64  # published snapshots kept for /snapshot?seq=N
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 log = logging.getLogger("pktflow.dashboard")
@@ -65,6 +67,36 @@ def is_local(host: str) -> bool:
         return False
 
 
+# send(2) through ctypes.PyDLL, which keeps the GIL during the call: a non-blocking send on
+# loopback takes microseconds, while socket.send releases the GIL and must win it back from
+# a busy worker each time, one hand-over per page per snapshot.
+LIBC_SEND = ctypes.PyDLL(None, use_errno=True).send
+LIBC_SEND.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+LIBC_SEND.restype = ctypes.c_ssize_t
+SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+
+
+def send_now(fd: int, data: bytes) -> int:
+    """Write what the socket takes now (0 when its buffer is full); OSError if it failed."""
+    sent = LIBC_SEND(fd, data, len(data), SEND_FLAGS)
+    if sent >= 0:
+        return sent
+    err = ctypes.get_errno()
+    if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+        return 0
+    raise OSError(err, os.strerror(err))
+
+
+class EventStream:
+    """One client of /events: its socket and the part of an event not yet written."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = b""
+        self.stuck_since: float | None = None
+        self.done = threading.Event()
+
+
 class Board:
     """Named snapshot sources and the numbered snapshots published from them."""
 
@@ -77,7 +109,7 @@ class Board:
         self._changed = threading.Condition(self._lock)
         self._history: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=KEEP)
         self._seq = 0
-        self._listeners = 0
+        self._streams: list[EventStream] = []
         self._closed = False
         self._publisher: threading.Thread | None = None
 
@@ -140,45 +172,69 @@ class Board:
                     return body
         return None
 
-    def wait_after(self, seq: int, timeout: float) -> tuple[int, bytes] | None:
-        """The newest snapshot after `seq`, waiting up to `timeout`; None on timeout."""
-        deadline = time.monotonic() + timeout
+    def follow(self, sock: socket.socket) -> threading.Event:
+        """Hand an event-stream connection to the publisher, which writes every new
+        snapshot to it from then on; the returned event is set once the stream ended."""
+        sock.setblocking(False)
+        stream = EventStream(sock)
         with self._lock:
-            while not self._closed:
-                if self._history and self._history[-1][0] > seq:
-                    return self._history[-1]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._changed.wait(remaining)
-        return None
-
-    @contextmanager
-    def listening(self) -> Iterator[None]:
-        """Count one event-stream client; the publisher runs while any is counted."""
-        with self._lock:
-            self._listeners += 1
-            if self._publisher is None and not self._closed:
+            if self._closed:
+                stream.done.set()
+                return stream.done
+            self._streams.append(stream)
+            if self._publisher is None:
                 self._publisher = threading.Thread(target=self._publish_loop,
                                                    name="pktflow-dashboard", daemon=True)
                 self._publisher.start()
             self._changed.notify_all()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._listeners -= 1
+        return stream.done
+
+    @property
+    def streams(self) -> int:
+        """Event streams open now."""
+        with self._lock:
+            return len(self._streams)
 
     def _publish_loop(self) -> None:
         while True:
             with self._lock:
-                while self._listeners == 0 and not self._closed:
+                while not self._streams and not self._closed:
                     self._changed.wait()
                 if self._closed:
                     return
             started = time.monotonic()
-            self.publish()
+            seq, body = self.publish()
+            self._fan_out(b"id: %d\ndata: %s\n\n" % (seq, body))
             time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _fan_out(self, event: bytes) -> None:
+        """One thread writes to every stream without blocking (a woken thread per page
+        would cost the NF a GIL hand-over each); a stream that took nothing for
+        WRITE_SECONDS, or failed, is ended. A client still behind skips snapshots."""
+        with self._lock:
+            streams = list(self._streams)
+        ended = []
+        now = time.monotonic()
+        for s in streams:
+            if not s.pending:
+                s.pending = event
+            try:
+                sent = send_now(s.sock.fileno(), s.pending)
+            except OSError:
+                ended.append(s)
+                continue
+            s.pending = s.pending[sent:]
+            if not s.pending:
+                s.stuck_since = None
+            elif s.stuck_since is None:
+                s.stuck_since = now
+            elif now - s.stuck_since > WRITE_SECONDS:
+                ended.append(s)
+        if ended:
+            with self._lock:
+                self._streams = [s for s in self._streams if s not in ended]
+            for s in ended:
+                s.done.set()
 
     def close(self) -> None:
         """Stop the publisher and release waiting event streams."""
@@ -186,6 +242,9 @@ class Board:
             self._closed = True
             self._changed.notify_all()
             publisher = self._publisher
+            streams, self._streams = self._streams, []
+        for s in streams:
+            s.done.set()
         if publisher is not None:
             publisher.join(timeout=5)
 
@@ -367,19 +426,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        board = self.server.board
         self.wfile.write(b"retry: 1000\n\n")
-        self.wfile.flush()
-        last = 0
-        with board.listening():
-            while not self.server.closing.is_set():
-                event = board.wait_after(last, KEEPALIVE_SECONDS)
-                if event is None:
-                    self.wfile.write(b": keepalive\n\n")
-                else:
-                    last, body = event
-                    self.wfile.write(b"id: %d\ndata: %s\n\n" % (last, body))
-                self.wfile.flush()
+        # The publisher writes the events; this thread only waits for the stream to end.
+        self.server.board.follow(self.connection).wait()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         return None  # keep the NF's log for the NF

@@ -12,6 +12,9 @@ import json
 import sys
 import time
 
+from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
+from pktflow.dashboard.sources import attach_pktgen
+from pktflow.flow.config import ConfigError, parse_address
 from pktflow.packet.pcap import PcapError
 from pktflow.pktgen.commands import CommandError
 from pktflow.pktgen.engine import PktgenError
@@ -39,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, metavar="N",
                    help="send N packets per started port, then print statistics")
     p.add_argument("--json", action="store_true", help="print final statistics as JSON")
+    p.add_argument("--stats", metavar="ADDR",
+                   help="serve statistics and the live dashboard over HTTP on PORT or "
+                        "HOST:PORT (default host 127.0.0.1)")
+    p.add_argument("--stats-public", action="store_true",
+                   help="allow --stats on an address other machines can reach")
     p.set_defaults(func=main)
 
 
@@ -70,9 +78,25 @@ def main(args: argparse.Namespace) -> int:
     except (PortSpecError, PortError, PktgenError, PcapError, OSError) as e:
         print(f"pktgen: {e}", file=sys.stderr)
         return 2
+    server = None
+    try:
+        address = parse_address(args.stats)
+        if address is not None:
+            board = Board()
+            attach_pktgen(board, gen)
+            server = StatsHTTPServer(board, address, public=args.stats_public)
+            print(f"pktgen: dashboard on {server.url} (JSON /stats, Prometheus /metrics)",
+                  file=sys.stderr)
+    except (ConfigError, BindError) as e:
+        print(f"pktgen: {e}", file=sys.stderr)
+        gen.close()
+        ports.close()
+        return 2
     try:
         return _run(gen, args)
     finally:
+        if server is not None:
+            server.close()
         gen.close()
         ports.close()
 

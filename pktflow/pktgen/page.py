@@ -35,6 +35,18 @@ def _title(gen: Engine, name: str) -> str:
 def main_page(gen: Engine) -> str:
     """Rates, totals, errors, size histogram and the single-packet settings per port."""
     stats = gen.stats()
+    text = _table(_title(gen, "Main Page"), main_rows(gen, stats))
+    ids = sorted(stats)
+    notes = [f"port {i}: {stats[i]['tx_paused']}" for i in ids if "tx_paused" in stats[i]]
+    notes += [f"port {i}: {e}" for i, e in sorted(gen.errors().items())]
+    if notes:
+        text += "\n" + "\n".join(notes)
+    return text
+
+
+def main_rows(gen: Engine, stats: dict[int, dict]) -> list[tuple[str, list[str]]]:
+    """The main page's rows for `stats` (a `gen.stats()`): a label and one cell per port;
+    the terminal page and the web dashboard both show these."""
     ids = sorted(stats)
     cfgs = gen.configs
 
@@ -87,12 +99,7 @@ def main_page(gen: Engine) -> str:
         row("MAC Destination", lambda s, c: format_mac(c.dst_mac)),
         row("    Source", lambda s, c: format_mac(c.src_mac)),
     ]
-    text = _table(_title(gen, "Main Page"), rows)
-    notes = [f"port {i}: {stats[i]['tx_paused']}" for i in ids if "tx_paused" in stats[i]]
-    notes += [f"port {i}: {e}" for i, e in sorted(gen.errors().items())]
-    if notes:
-        text += "\n" + "\n".join(notes)
-    return text
+    return rows
 
 
 def range_page(gen: Engine) -> str:

@@ -23,12 +23,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
+from pktflow.dashboard.sources import attach_pktgen
+from pktflow.flow.config import ConfigError, parse_address
+from pktflow.flow.stats import prometheus
 from pktflow.tutorial.runner import (
     DEFAULT_PACKETS,
     EXAMPLES,
     STEPS,
+    Rig,
     RigFactory,
     StepResult,
+    StepRig,
+    StepSpec,
     parse_steps,
 )
 from pktflow.tutorial.targets import DIRECT, TargetError
@@ -114,9 +121,22 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
         return 2
     examples = Path(args.dir) if args.dir else EXAMPLES
     out = make_console(stderr=args.json)
+    try:
+        server = dashboard_server(args.dashboard, args.stats_public)
+    except (ConfigError, BindError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rig = None
+    if server is not None:
+        print(f"dashboard on {server.url}", file=sys.stderr)
+        rig = dashboard_rig(server.board, examples, args.target)
     started = time.monotonic()
-    results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples, args.target,
-                         args.json, out)
+    try:
+        results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples, args.target,
+                             args.json, out, rig)
+    finally:
+        if server is not None:
+            server.close()
     passed = all(r.passed for r in results)
     doc: dict[str, Any] = {"steps": [r.to_dict() for r in results]}
     if want_nat:
@@ -158,6 +178,31 @@ def show_steps(numbers: list[int], packets: int, examples: Path, target: str, as
         return run_steps(numbers, packets, examples, target, show, done, rig)
 
 
+def dashboard_server(address: str | None, public: bool = False) -> StatsHTTPServer | None:
+    """The statistics server `--dashboard [ADDR]` asks for (None without it)."""
+    parsed = parse_address(address)
+    return None if parsed is None else StatsHTTPServer(Board(), parsed, public=public)
+
+
+def dashboard_rig(board: Board, examples: Path, target: str) -> RigFactory:
+    """A rig factory that puts each step's NF and generator on `board` as they start."""
+
+    def make(spec: StepSpec, workdir: Path) -> Rig:
+        rig = StepRig(spec, workdir, examples, target)
+        show_rig(board, rig)
+        return rig
+
+    return make
+
+
+def show_rig(board: Board, rig: StepRig) -> None:
+    """Serve the step's NF ("nf"), generator ("pktgen") and name ("step") on `board`."""
+    board.attach("nf", rig.nf.stats, prometheus)
+    attach_pktgen(board, rig.gen)
+    step = {"name": rig.spec.name, "graph": rig.spec.graph}
+    board.attach("step", lambda: step)
+
+
 def summary_line(results: list[StepResult], seconds: float, passed: bool) -> str:
     """The last line of a run: how many steps passed, in how long, and the verdict."""
     good = sum(r.passed for r in results)
@@ -190,6 +235,11 @@ def _add_options(parser: argparse.ArgumentParser, scripts: bool = True) -> None:
                         help="target table entry: the generator's MACs (default direct)")
     parser.add_argument("--dir", metavar="DIR",
                         help="folder of the tutorial programs (default examples/tutorial)")
+    parser.add_argument("--dashboard", nargs="?", const="8090", metavar="ADDR",
+                        help="serve the live dashboard of the running step on PORT or "
+                             "HOST:PORT (default 127.0.0.1:8090)")
+    parser.add_argument("--stats-public", action="store_true",
+                        help="allow --dashboard on an address other machines can reach")
     if scripts:
         parser.add_argument("--out", metavar="DIR",
                             help="scripts: folder to write the .pg files to (default --dir)")

@@ -15,6 +15,7 @@ import urllib.request
 
 import pytest
 
+from pktflow.cli import main as cli_main
 from pktflow.dashboard import server as dash
 from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
 
@@ -174,11 +175,41 @@ def test_non_local_bind_needs_public_flag_and_warns(caplog):
     assert "open to the network" in caplog.text
 
 
-def test_cli_refuses_non_local_stats_without_flag(tmp_path):
+def test_cli_refuses_non_local_stats_without_flag(tmp_path, capsys):
     program = tmp_path / "nf.py"
     program.write_text("def build(nf):\n    nf.sender(nf.receiver(0), 0)\n")
-    base = [sys.executable, "-m", "pktflow", "flow", "run", str(program),
-            "--port", "0=mem:dashcli", "--duration", "0.2"]
-    done = subprocess.run(base + ["--stats", "0.0.0.0:0"], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 2 and "--stats-public" in done.stderr
+    assert cli_main(["flow", "run", str(program), "--port", "0=mem:dashcli", "--duration",
+                     "0.2", "--stats", "0.0.0.0:0"]) == 2
+    assert "--stats-public" in capsys.readouterr().err
+    assert cli_main(["pktgen", "--port", "0=mem:dashg", "--run-for", "0.1", "--stats",
+                     "0.0.0.0:0"]) == 2
+    assert "--stats-public" in capsys.readouterr().err
+
+
+def test_pktgen_cli_serves_its_ports(tmp_path):
+    """`pktflow pktgen --stats` serves the generator's counters and Main Page rows."""
+    proc = subprocess.Popen([sys.executable, "-m", "pktflow", "pktgen", "--port", "0=mem:dashp",
+                             "--port", "1=mem:dashp",
+                             "--run-for", "30", "--stats", "127.0.0.1:0"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "dashboard on http://127.0.0.1:" in line, line
+        url = line.split("dashboard on ")[1].split()[0]
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        deadline = time.monotonic() + 20
+        doc: dict = {}
+        while time.monotonic() < deadline:
+            code, body = get((host, int(port)), "/snapshot")
+            doc = json.loads(body)["pktgen"]
+            if doc["ports"]["0"]["tx_packets"] > 0:
+                break
+            time.sleep(0.1)
+        assert doc["ports"]["0"]["tx_packets"] > 0
+        labels = [row[0] for row in doc["page"]]
+        assert "Pkts/s Rx:Tx" in labels and "Total Rx Pkts" in labels
+        code, body = get((host, int(port)), "/metrics")
+        assert code == 200 and b'pktflow_pktgen_tx_packets_total{port="0"}' in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

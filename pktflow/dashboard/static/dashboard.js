@@ -183,7 +183,8 @@ function drawNF(nf, t, dt) {
     cell(tr, n.name, `${k}.name`);
     cell(tr, n.op, `${k}.op`);
     cell(tr, n.path || "built-in", null, n.path || "builtin");
-    cell(tr, `${n.clones} (peak ${n.peak_clones})`, `${k}.clones`);
+    cell(tr, n.clones, `${k}.clones`, "num");
+    cell(tr, n.peak_clones, `${k}.peak_clones`, "num");
     cell(tr, fmt(n.in), `${k}.in`, "num");
     cell(tr, fmt(n.out), `${k}.out`, "num");
     cell(tr, fmt(inPps), null, "num");
