@@ -237,6 +237,8 @@ def scapy_diff(data: bytes) -> None:
             if (view.src_port, view.dst_port) != (l4.sport, l4.dport):
                 raise Mismatch(f"{name} ports differ from Scapy's")
     if pkt.has("icmp") and pkt.has("ipv4"):  # Scapy leaves ICMP (1) over IPv6 undecoded
+        if l4.name == "Raw" and pkt.icmp.type in (13, 14, 17, 18):
+            return  # Scapy cannot decode timestamp and mask messages cut short
         if not isinstance(l4, s["ICMP"]) or (pkt.icmp.type, pkt.icmp.code) != (l4.type, l4.code):
             raise Mismatch("ICMP type/code differ from Scapy's")
 

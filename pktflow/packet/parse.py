@@ -149,6 +149,10 @@ def _parse(data, meta, b):
                 ext_len = 8
             elif nh == 51:
                 ext_len = (np.int32(data[b, p + 1]) + 2) * 4
+                if ext_len < 12:  # shorter than AH's own fixed fields (RFC 4302)
+                    flags |= M.F_BAD_L3
+                    meta[b, M.FLAGS] = flags
+                    return flags
             else:
                 ext_len = (np.int32(data[b, p + 1]) + 1) * 8
             nh = np.int32(data[b, p])

@@ -43,3 +43,21 @@ def test_kpktgen_write_with_a_superscript_digit_is_answered_not_raised():
     outcome = cfg.write(b"count \xb2")
     assert outcome.result is not None and cfg.count == 0
     assert DeviceConfig().write(b"count 12\xb2").ok and DeviceConfig().write(b"count 12").ok
+
+
+def test_ipv6_ah_header_shorter_than_its_fixed_fields_is_malformed():
+    """fuzz scapy_diff: an AH extension header with Payload Len 0 (8 bytes, less than AH's
+    12 bytes of fixed fields) was skipped and the bytes after it parsed as UDP."""
+    from pktflow.packet import meta as M
+
+    pool = Pool(buffers=2, name="regress")
+    head = bytes(12) + b"\x86\xdd" + bytes.fromhex("6000000000133340") + bytes(15) + b"\x01" \
+        + bytes(15) + b"\x01"
+    udp = bytes.fromhex("00360035000b3b0a616263")
+    for length_field, ok in ((0, False), (1, True)):
+        ah = bytes([17, length_field]) + bytes(4 * (length_field + 2) - 2)
+        raw = bytearray(head + ah + udp)
+        raw[18:20] = (len(ah) + len(udp)).to_bytes(2, "big")
+        pkt = build.put(pool, 0, bytes(raw))
+        assert bool(pkt.flags & M.F_BAD_L3) != ok, length_field
+        assert pkt.has("udp") == ok
