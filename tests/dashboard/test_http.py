@@ -213,3 +213,25 @@ def test_pktgen_cli_serves_its_ports(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_every_page_file_ships_with_the_package():
+    """pyproject's package-data covers each file of the page (a wheel without them would
+    serve no page)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["pktflow.dashboard"]
+    static = root / "pktflow" / "dashboard" / "static"
+    files = [p.relative_to(static.parent).as_posix() for p in static.rglob("*") if p.is_file()]
+    assert "static/vendor/uPlot.iife.min.js" in files
+
+    def covered(name: str, pattern: str) -> bool:  # setuptools' glob: * stays in one folder
+        parts, globs = name.split("/"), pattern.split("/")
+        return len(parts) == len(globs) and all(map(fnmatch.fnmatchcase, parts, globs))
+
+    missing = [f for f in files if not any(covered(f, pat) for pat in patterns)]
+    assert not missing, f"add to [tool.setuptools.package-data]: {missing}"
