@@ -55,7 +55,7 @@ from pktflow.ports.base import Port, PortError
 
 log = logging.getLogger("pktflow.kpktgen")
 
-TX_ROUND = 256  # packets one Python round makes at most per device
+TX_ROUND = 1024  # packets one Python round makes at most per device
 MAX_SKB_FRAGS = 17
 ULLONG_MAX = (1 << 64) - 1
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
@@ -436,6 +436,8 @@ class _DeviceTx:
             want = min(want, self.remaining - self.sent)
             if want <= 0:
                 return 0, 0
+        if cfg.delay == ULLONG_MAX:
+            return 0, 0  # the kernel's "never transmit"
         if cfg.delay:
             now = time.monotonic_ns()
             due = (now - self.next_ns) // cfg.delay + 1
@@ -485,6 +487,8 @@ class _DeviceTx:
         delay = self.dev.cfg.delay
         if not delay:
             return 0
+        if delay == ULLONG_MAX:
+            return 50_000_000
         return max(self.next_ns - time.monotonic_ns(), 0)
 
     @property
@@ -810,8 +814,8 @@ class Engine:
                     for d in live:
                         self._finish(d)
                     break
-                soonest = None
-                busy = False
+                soonest = None  # ns until the first paced device may send again
+                moved = False
                 for d in live:
                     tx = d.tx
                     try:
@@ -822,7 +826,7 @@ class Engine:
                         self._finish(d, f"ERROR: transmit failed: {e}")
                         continue
                     if sent or errors:
-                        busy = True
+                        moved = True
                         with self.lock:
                             d.st.sofar += sent + errors
                             d.st.errors += errors
@@ -832,13 +836,16 @@ class Engine:
                         continue
                     wait = tx.wait_ns()
                     soonest = wait if soonest is None else min(soonest, wait)
-                if not busy:
-                    pause = (soonest or 50_000) / 1e9
-                    pause = min(max(pause, 20e-6), 0.05)
+                if soonest:  # every device is waiting for its next packet's time
+                    pause = min(soonest / 1e9, 0.05)
+                    t0 = time.monotonic_ns()
                     time.sleep(pause)
+                    slept = time.monotonic_ns() - t0
                     for d in live:
-                        if d.tx is not None and d.cfg.delay:
-                            d.idle_ns += int(pause * 1e9)
+                        if d.st.running and d.cfg.delay:
+                            d.idle_ns += slept
+                elif not moved:
+                    time.sleep(20e-6)  # the transmit ring is full: let the kernel drain it
         finally:
             for d in devices:
                 if d.st.running:

@@ -98,15 +98,18 @@ def pcap_frames(path: Path) -> list[bytes]:
 
 
 def start_capture(lab, host: str, ifname: str, path: Path) -> subprocess.Popen:
+    # --immediate-mode: without it libpcap hands packets over per ring block (up to a
+    # second late), and a short run's frames would still sit in the ring at the end
     cap = lab.exec(host, "tcpdump", "-i", ifname, "-w", str(path), "-U", "-n", "-s", "256",
-                   "udp", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                   "--immediate-mode", "udp or (vlan and udp)", stderr=subprocess.PIPE,
+                   stdout=subprocess.DEVNULL)
     line = cap.stderr.readline().decode()  # "listening on ..." once it captures
     assert "listening" in line, line
     return cap
 
 
 def stop_capture(cap: subprocess.Popen) -> None:
-    time.sleep(0.3)
+    time.sleep(0.5)
     cap.terminate()
     cap.communicate(timeout=10)
 
