@@ -5,7 +5,6 @@ leaves no mount behind."""
 from __future__ import annotations
 
 import errno
-import glob
 import os
 import signal
 import subprocess
@@ -62,7 +61,8 @@ def lab():
 @pytest.fixture
 def served(lab, tmp_path):
     """The engine served at a directory of this mount namespace, in the lab's network
-    namespace (nsenter --net keeps our mounts visible to the test)."""
+    namespace (nsenter --net keeps our mounts visible to the test); SIGTERM at the end
+    must leave no mount and no directory behind."""
     d = tmp_path / "pktgen"
     proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{lab.ns('g')}", sys.executable,
                              "-m", "pktflow", "kpktgen", "serve", "--dir", str(d),
@@ -75,9 +75,12 @@ def served(lab, tmp_path):
         yield d, proc
     finally:
         if proc.poll() is None:
-            proc.terminate()
-            proc.wait(15)
+            proc.send_signal(signal.SIGTERM)
+            # SIGTERM: the engine stops, unmounts, removes the directory it made, exits 0
+            assert proc.wait(15) == 0
+            assert not d.exists()
         assert not os.path.ismount(d)
+        assert str(d) not in Path("/proc/self/mountinfo").read_text()
 
 
 def test_bad_writes_give_the_kernels_errors_and_the_engine_keeps_serving(served):
@@ -143,19 +146,10 @@ def test_reads_go_on_while_start_blocks_and_stop_ends_the_run(served):
     assert sorted(os.listdir(d)) == ["kpktgend_0", "kpktgend_1", "pgctrl"]
 
 
-def test_sigterm_unmounts_and_removes_the_directory(served):
-    d, proc = served
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(15) == 0
-    assert not os.path.ismount(d) and not d.exists()
-    assert str(d) not in Path("/proc/self/mountinfo").read_text()
-
-
 def test_proc_serve_sigint_ends_the_run_with_results_then_exits_clean(lab, tmp_path):
     """`serve --proc -- COMMAND`: /proc/net/pktgen exists for the command, /proc/net/dev
     still reads; SIGINT stops the blocked start (the command prints its result), and
     nothing of the private mounts is left afterwards."""
-    before = set(glob.glob("/run/pktflow-kpktgen-*"))
     script = tmp_path / "run.sh"
     script.write_text(f"""set -e
 P=/proc/net/pktgen
@@ -179,8 +173,9 @@ cat $P/{GEN_IF}
         # the stand-in and the FUSE mount live in serve's mount namespace only
         theirs = mount_points(Path(f"/proc/{proc.pid}/mountinfo"))
         assert "/proc/net" in theirs
-        assert any(m.startswith("/run/pktflow-kpktgen-") and m.endswith("/net/pktgen")
-                   for m in theirs)
+        stand_ins = {m for m in theirs
+                     if m.startswith("/run/pktflow-kpktgen-") and m.endswith("/net/pktgen")}
+        assert len(stand_ins) == 1
         ours = mount_points(Path("/proc/self/mountinfo"))
         assert "/proc/net" not in ours
         assert not any(m.startswith("/run/pktflow-kpktgen-") for m in ours)
@@ -194,5 +189,6 @@ cat $P/{GEN_IF}
     assert proc.returncode == 0, err[-2000:]
     r = parse_result(out)
     assert r is not None and r.packets > 0, out
-    assert set(glob.glob("/run/pktflow-kpktgen-*")) == before
+    base = Path(stand_ins.pop()).parent.parent
+    assert not base.exists()  # the stand-in's directory went with its mounts
     assert not os.path.exists("/proc/net/pktgen")
