@@ -32,8 +32,8 @@ _EXPORTS = {
     "config_from_args": "pktflow.flow.cli",
     "system_from_args": "pktflow.flow.cli",
     "main": "pktflow.flow.cli",
-    "NodeKind": "pktflow.flow.compiler",
-    "CompileError": "pktflow.flow.compiler",
+    "NodeKind": "pktflow.flow.kinds",
+    "CompileError": "pktflow.flow.kinds",
     "compile_node": "pktflow.flow.compiler",
     "prometheus": "pktflow.flow.stats",
 }

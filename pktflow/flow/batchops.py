@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from pktflow.flow.compiler import VERDICT_ERROR
+from pktflow.flow.kinds import VERDICT_ERROR
 from pktflow.packet import meta as M
 
 

@@ -4,7 +4,7 @@
 API (`pkt.ipv4.src`, per packet, or `pkts[i].ipv4.src`, per vector) into a `NodeKernel`
 whose `run(pool, idx, n, out, ctx)` works over a whole batch and writes one int32 verdict per
 packet. The compiled path rewrites the function's syntax tree into accessor calls and
-compiles it with Numba (see `rewrite.py`); when that is impossible the node runs
+compiles it with Numba (see `rewrite.py` and `jit.py`); when that is impossible the node runs
 interpreted over `Packet` views, with the same semantics. Which path each node took, and
 why, is logged once on the "pktflow.flow" logger.
 """
@@ -12,74 +12,30 @@ why, is logged once on the "pktflow.flow" logger.
 from __future__ import annotations
 
 import copy
-import dis
-import enum
 import inspect
 import logging
 import traceback
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from pktflow.flow.bound import BatchBinder
+from pktflow.flow.jit import CompiledKernel, build_compiled_kernel
+from pktflow.flow.kinds import (
+    VERDICT_ERROR,
+    VERDICT_MAX,
+    VERDICT_MIN,
+    CompileError,
+    NodeKind,
+    python_function,
+)
 from pktflow.packet.pool import Pool
 from pktflow.packet.view import Packet
 
 log = logging.getLogger("pktflow.flow")
 
-VERDICT_ERROR = int(np.iinfo(np.int32).min)
-# Splitter answers beyond int32 are clamped so that they stay out of range (a counted drop)
-# without ever colliding with VERDICT_ERROR.
-VERDICT_MAX = int(np.iinfo(np.int32).max)
-VERDICT_MIN = VERDICT_ERROR + 1
-
 MODES = ("auto", "compiled", "interpreted")
-
-
-class NodeKind(enum.Enum):
-    """What a user function is for; fixes its signature and how its result becomes a verdict."""
-
-    HANDLER = "handler"  # f(pkt, ctx) -> None
-    HANDLER_DROP = "handler-drop"  # f(pkt, ctx) -> bool, False drops
-    SEPARATOR = "separator"  # f(pkt, ctx) -> bool, True keeps, False goes to the new flow
-    SPLITTER = "splitter"  # f(pkt, ctx) -> int, the flow index
-    GENERATOR = "generator"  # f(pkt, ctx) -> None, fills a fresh packet
-    VECTOR_HANDLER = "vector handler"  # f(pkts, mask, ctx)
-    VECTOR_SEPARATOR = "vector separator"  # f(pkts, mask, answers, ctx), answers bool
-    VECTOR_SPLITTER = "vector splitter"  # f(pkts, mask, answers, ctx), answers int
-    VECTOR_GENERATOR = "vector generator"  # f(pkts, ctx)
-
-    @property
-    def is_vector(self) -> bool:
-        return self.name.startswith("VECTOR_")
-
-    @property
-    def params(self) -> tuple[str, ...]:
-        """The parameter names of the full form (the last one, ctx, may be left out)."""
-        return _PARAMS[self]
-
-
-_PARAMS = {
-    NodeKind.HANDLER: ("pkt", "ctx"),
-    NodeKind.HANDLER_DROP: ("pkt", "ctx"),
-    NodeKind.SEPARATOR: ("pkt", "ctx"),
-    NodeKind.SPLITTER: ("pkt", "ctx"),
-    NodeKind.GENERATOR: ("pkt", "ctx"),
-    NodeKind.VECTOR_HANDLER: ("pkts", "mask", "ctx"),
-    NodeKind.VECTOR_SEPARATOR: ("pkts", "mask", "answers", "ctx"),
-    NodeKind.VECTOR_SPLITTER: ("pkts", "mask", "answers", "ctx"),
-    NodeKind.VECTOR_GENERATOR: ("pkts", "ctx"),
-}
-
-
-class CompileError(Exception):
-    """Numba cannot compile this user function; the message says why (mode="compiled")."""
-
-
-def _python_function(func: Callable) -> Callable:
-    """The plain Python function behind `func` (a Numba dispatcher wraps one)."""
-    return getattr(func, "py_func", func)
 
 
 def check_signature(func: Callable, kind: NodeKind) -> bool:
@@ -91,7 +47,7 @@ def check_signature(func: Callable, kind: NodeKind) -> bool:
         raise TypeError(f"{kind.value} {func!r} is not a function")
     name = getattr(func, "__name__", type(func).__name__)
     try:
-        sig = inspect.signature(_python_function(func))
+        sig = inspect.signature(python_function(func))
     except (TypeError, ValueError):
         return True  # builtins without a signature: trust the full form
     full = len(kind.params)
@@ -119,148 +75,6 @@ def copy_context(ctx: Any) -> Any:
     if callable(copier) and not isinstance(ctx, dict | list | set | bytearray):
         return copier()
     return copy.deepcopy(ctx)
-
-
-def is_kernel_bound(obj: Any) -> bool:
-    """Objects such as ACL tables: per-batch `kernel_state()` plus Numba `kernel_methods`."""
-    return (
-        not isinstance(obj, type)
-        and callable(getattr(obj, "kernel_state", None))
-        and isinstance(getattr(type(obj), "kernel_methods", None), dict)
-    )
-
-
-class PinnedVersion:
-    """A kernel-bound object seen through one `kernel_state()` for one batch.
-
-    The interpreted path gives the user function this instead of the live object, so a
-    live reload lands between batches there too: `obj.method(pkt, ...)` calls the same
-    kernel method the compiled path calls, with the state taken when the batch began.
-    Other attributes, and methods called without a packet, reach the live object.
-    """
-
-    def __init__(self, obj: Any) -> None:
-        self._obj = obj
-        state = obj.kernel_state()
-        for name, method in type(obj).kernel_methods.items():
-            setattr(self, name, self._pin(method, state, getattr(obj, name, None)))
-
-    @staticmethod
-    def _pin(method: Callable, state: tuple, live: Callable | None) -> Callable:
-        def call(pkt: Any, *args: Any) -> Any:
-            if isinstance(pkt, Packet):
-                return method(state, pkt.pool.data, pkt.pool.meta, pkt.b, *args)
-            if live is None:
-                raise TypeError(f"{method.__name__} takes a packet first, got {pkt!r}")
-            return live(pkt, *args)
-
-        return call
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._obj, name)
-
-    def __repr__(self) -> str:
-        return f"<pinned version of {self._obj!r}>"
-
-
-class _GlobalsOverlay(dict):
-    """A function's globals with some names replaced: the rest is read from the module
-    (at each access, so later module assignments are seen)."""
-
-    def __init__(self, base: dict, replaced: dict) -> None:
-        super().__init__(replaced)
-        self.base = base
-
-    def __missing__(self, name: str) -> Any:
-        return self.base[name]  # KeyError: the interpreter goes on to the builtins
-
-
-def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
-    """`code` and every function, lambda and comprehension body nested in it."""
-    yield code
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _code_objects(const)
-
-
-def kernel_bound_objects(func: Callable) -> list[Any]:
-    """The kernel-bound objects (rule tables, ...) a user function names as globals or
-    closure variables, for statistics."""
-    func = _python_function(func)
-    if not isinstance(func, types.FunctionType):
-        return []
-    names = {n for c in _code_objects(func.__code__) for n in c.co_names}
-    found = [func.__globals__.get(n) for n in sorted(names)]
-    for cell in func.__closure__ or ():
-        try:
-            found.append(cell.cell_contents)
-        except ValueError:
-            continue  # an empty cell: the variable is not bound yet
-    unique = {id(obj): obj for obj in found if is_kernel_bound(obj)}
-    return list(unique.values())
-
-
-class BatchBinder:
-    """Gives the interpreted path's user function one version of each kernel-bound object
-    it names (as a global or a closure variable) per batch.
-
-    `function()` returns the function to call for the next batch: the user's own when it
-    names none, else a twin whose globals and closure cells hold `PinnedVersion`s.
-    """
-
-    def __init__(self, func: Callable) -> None:
-        self.func = func
-        self.globals: list[str] = []
-        self.cells: list[int] = []
-        self.reason = ""  # why kernel-bound objects are read per packet, if they are
-        if not isinstance(func, types.FunctionType):
-            return
-        codes = list(_code_objects(func.__code__))
-        names = {n for c in codes for n in c.co_names}
-        self.globals = [n for n in sorted(names) if is_kernel_bound(func.__globals__.get(n))]
-        for i, cell in enumerate(func.__closure__ or ()):
-            try:
-                value = cell.cell_contents
-            except ValueError:
-                continue
-            if is_kernel_bound(value):
-                self.cells.append(i)
-        writes = {ins.opname for c in codes for ins in dis.get_instructions(c)}
-        if self.globals and writes & {"STORE_GLOBAL", "DELETE_GLOBAL"}:
-            # Its global assignments would land in the batch's twin globals and be lost.
-            self.reason = (f"it assigns globals, so {', '.join(self.globals)} "
-                           "is read per packet (a reload may land inside a batch)")
-            self.globals = []
-
-    @property
-    def active(self) -> bool:
-        return bool(self.globals or self.cells)
-
-    def function(self) -> Callable:
-        """The user function bound to the versions current now."""
-        func = self.func
-        if not (self.globals or self.cells):
-            return func
-        glob = func.__globals__
-        if self.globals:
-            pinned = {}
-            for name in self.globals:
-                value = glob.get(name)
-                if is_kernel_bound(value):
-                    pinned[name] = PinnedVersion(value)
-            glob = _GlobalsOverlay(glob, pinned)
-        closure = func.__closure__
-        if self.cells:
-            cells = list(closure)
-            for i in self.cells:
-                value = cells[i].cell_contents
-                if is_kernel_bound(value):
-                    cells[i] = types.CellType(PinnedVersion(value))
-            closure = tuple(cells)
-        twin = types.FunctionType(func.__code__, glob, func.__name__, func.__defaults__,
-                                  closure)
-        twin.__kwdefaults__ = func.__kwdefaults__
-        return twin
 
 
 class PacketVector:
@@ -303,8 +117,8 @@ class NodeKernel:
         self.path = "interpreted"
         self.reason = ""
         self._last_exc: BaseException | None = None
-        self._compiled: Any = None  # rewrite.CompiledKernel when path == "compiled"
-        self._binder = BatchBinder(_python_function(func))
+        self._compiled: CompiledKernel | None = None  # when path == "compiled"
+        self._binder = BatchBinder(python_function(func))
         self.run: Callable[[Pool, np.ndarray, int, np.ndarray, Any], int] = self._run_python
 
     def last_error(self) -> str:
@@ -319,14 +133,17 @@ class NodeKernel:
             return ""
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
-    def _use_compiled(self, compiled: Any) -> None:
+    def _use_compiled(self, compiled: CompiledKernel) -> None:
         self._compiled = compiled
         self.path = "compiled"
         self.reason = ""
         self.run = compiled.run
 
-    def _fall_back(self, reason: str) -> None:
-        """Switch to the interpreted path (a context type Numba cannot take, seen late)."""
+    def fall_back(self, reason: str, exc: BaseException | None = None) -> None:
+        """Switch to the interpreted path: the compiled kernel met a context type Numba
+        cannot take, or raised `exc` out of its own error handling."""
+        if exc is not None:
+            self._last_exc = exc
         self.path = "interpreted"
         self.reason = reason
         self._compiled = None
@@ -432,8 +249,6 @@ def compile_node(
         log.info("node %s: %s runs interpreted (%s)", node_name, kind.value, kernel.reason)
         kernel._note_binding()
         return kernel
-    from pktflow.flow.rewrite import build_compiled_kernel
-
     try:
         compiled = build_compiled_kernel(kernel, ctx)
     except CompileError as exc:

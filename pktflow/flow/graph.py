@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from pktflow.flow.compiler import NodeKernel, NodeKind
+from pktflow.flow.compiler import NodeKernel
+from pktflow.flow.kinds import NodeKind
 
 # Node operations, by role.
 SOURCES = ("receiver", "generator", "vector_generator", "pcap_reader")

@@ -26,9 +26,10 @@ from pktflow.flow.batchops import (
     split_batch,
     stamp,
 )
-from pktflow.flow.compiler import VERDICT_ERROR, copy_context
+from pktflow.flow.compiler import copy_context
 from pktflow.flow.config import FlowConfig
 from pktflow.flow.graph import GENERATORS, Node, SegmentPlan
+from pktflow.flow.kinds import VERDICT_ERROR
 from pktflow.flow.ring import Ring
 from pktflow.flow.stats import RunCounters, log_line, new_node_totals
 from pktflow.packet.parse import parse_batch

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
-from pktflow.flow.compiler import kernel_bound_objects
+from pktflow.flow.bound import kernel_bound_objects
 from pktflow.flow.graph import FlowError, Node
 from pktflow.ports.base import Port
 

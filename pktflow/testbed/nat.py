@@ -33,11 +33,11 @@ from pktflow.tutorial.nat import (
     EXAMPLE,
     Check,
     NatResult,
-    _exchange,
-    _probe,
-    _view,
+    exchange_frames,
     judge_traffic,
     nat_json,
+    probe_nat,
+    view_frame,
 )
 from pktflow.tutorial.runner import Offer, StepError
 from pktflow.tutorial.scripts import script_text
@@ -76,10 +76,10 @@ def _mapping_check(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int
                     ipv4={"src": f"192.168.1.{h}", "dst": "10.1.1.2"},
                     tcp={"src_port": 1234, "dst_port": 80}, payload=bytes([h]) * 8)
               for h in CLIENTS]
-    got = _exchange(gen[0], frames, gen[1], len(frames), default_pool())
+    got = exchange_frames(gen[0], frames, gen[1], len(frames), default_pool())
     seen = {}
     for raw in got:
-        pkt = _view(raw)
+        pkt = view_frame(raw)
         if pkt.has_tcp and pkt.ipv4.src == "10.1.1.1" and raw[-8:] == raw[-1:] * 8:
             seen[raw[-1]] = pkt.tcp.src_port
     want = {h: FIRST_PUBLIC_PORT + h - CLIENTS[0] for h in CLIENTS}
@@ -153,7 +153,7 @@ def run_nat_testbed(tb: Testbed, packets: int = DEFAULT_PACKETS, driver: str = "
         gen.close()  # the probes below read the generator's ports themselves
         gen = None
         result.checks.append(_mapping_check(gen_ports, nf_macs, gen_macs))
-        result.checks.extend(_probe(gen_ports, nf_macs, gen_macs, FreshNat(), default_pool()))
+        result.checks.extend(probe_nat(gen_ports, nf_macs, gen_macs, FreshNat(), default_pool()))
         final = nf.finish()
         result.checks.append(Check("NF accounting adds up (every packet in one counter)",
                                    bool(final["balanced"]),

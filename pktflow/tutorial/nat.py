@@ -163,7 +163,7 @@ class NatResult:
 # --------------------------------------------------------------------------- probes
 
 
-def _exchange(send_port: Port, frames: list[bytes], recv_port: Port, want: int,
+def exchange_frames(send_port: Port, frames: list[bytes], recv_port: Port, want: int,
               pool: Pool) -> list[bytes]:
     """Send `frames` out of `send_port` and collect up to `want` frames arriving on
     `recv_port` within PROBE_WAIT_S."""
@@ -184,12 +184,12 @@ def _exchange(send_port: Port, frames: list[bytes], recv_port: Port, want: int,
     return got
 
 
-def _view(raw: bytes) -> Any:
+def view_frame(raw: bytes) -> Any:
     """A parsed pktflow Packet of `raw` in a private one-buffer pool."""
     return put(Pool(buffers=1, name="probe"), 0, raw)
 
 
-def _probe(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
+def probe_nat(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
            nat: Any, pool: Pool) -> list[Check]:
     """ARP and echo answers on both NAT ports, and UDP and ICMP through the NAT."""
     checks = []
@@ -198,20 +198,20 @@ def _probe(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
         mine, theirs = gen_macs[port], nf_macs[port]
         req = frame(eth={"dst": "ff:ff:ff:ff:ff:ff", "src": mine},
                     arp={"op": 1, "sha": mine, "spa": asker, "tpa": own})
-        got = _exchange(gen[port], [req], gen[port], 1, pool)
+        got = exchange_frames(gen[port], [req], gen[port], 1, pool)
         ok = len(got) == 1
         if ok:
-            a = _view(got[0])
+            a = view_frame(got[0])
             ok = (a.has_arp and a.arp.op == 2 and a.arp.sha == theirs and a.arp.spa == own
                   and a.arp.tha == mine and a.arp.tpa == asker and a.eth.dst == mine
                   and a.eth.src == theirs)
         checks.append(Check(f"ARP request for {own} answered on port {port}", ok))
         echo = frame(eth={"dst": theirs, "src": mine}, ipv4={"src": asker, "dst": own},
                      icmp={"type": 8, "id": 7, "seq": 1}, payload=b"pktflow")
-        got = _exchange(gen[port], [echo], gen[port], 1, pool)
+        got = exchange_frames(gen[port], [echo], gen[port], 1, pool)
         ok = len(got) == 1
         if ok:
-            e = _view(got[0])
+            e = view_frame(got[0])
             ok = (e.has_icmp and e.icmp.type == 0 and e.icmp.id == 7 and e.ipv4.src == own
                   and e.ipv4.dst == asker and e.eth.dst == mine and bool(e.checksums_ok())
                   and got[0].endswith(b"pktflow"))
@@ -221,11 +221,11 @@ def _probe(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
     out = frame(eth={"dst": nf_macs[0], "src": gen_macs[0]},
                 ipv4={"src": "192.168.1.20", "dst": "10.1.1.2"},
                 udp={"src_port": 5000, "dst_port": 53}, payload=b"query")
-    got = _exchange(gen[0], [out], gen[1], 1, pool)
+    got = exchange_frames(gen[0], [out], gen[1], 1, pool)
     public = nat.public_port("udp", "192.168.1.20", 5000)
     ok = len(got) == 1 and public is not None
     if ok:
-        u = _view(got[0])
+        u = view_frame(got[0])
         ok = (u.ipv4.src == "10.1.1.1" and u.ipv4.dst == "10.1.1.2"
               and u.udp.src_port == public and u.udp.dst_port == 53
               and u.eth.dst == gen_macs[1] and u.eth.src == nf_macs[1]
@@ -235,10 +235,10 @@ def _probe(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
     back = frame(eth={"dst": nf_macs[1], "src": gen_macs[1]},
                  ipv4={"src": "10.1.1.2", "dst": "10.1.1.1"},
                  udp={"src_port": 53, "dst_port": public or 0}, payload=b"answer")
-    got = _exchange(gen[1], [back], gen[0], 1, pool)
+    got = exchange_frames(gen[1], [back], gen[0], 1, pool)
     ok = len(got) == 1
     if ok:
-        u = _view(got[0])
+        u = view_frame(got[0])
         ok = (u.ipv4.dst == "192.168.1.20" and u.udp.dst_port == 5000
               and u.ipv4.src == "10.1.1.2" and u.eth.dst == gen_macs[0]
               and u.eth.src == nf_macs[0] and bool(u.checksums_ok()))
@@ -249,20 +249,20 @@ def _probe(gen: PortTable, nf_macs: tuple[int, int], gen_macs: tuple[int, int],
     ping = frame(eth={"dst": nf_macs[0], "src": gen_macs[0]},
                  ipv4={"src": "192.168.1.21", "dst": "10.1.1.2"},
                  icmp={"type": 8, "id": 77, "seq": 3}, payload=b"ping")
-    got = _exchange(gen[0], [ping], gen[1], 1, pool)
+    got = exchange_frames(gen[0], [ping], gen[1], 1, pool)
     ident = nat.public_port("icmp", "192.168.1.21", 77)
     ok = len(got) == 1 and ident is not None
     if ok:
-        p = _view(got[0])
+        p = view_frame(got[0])
         ok = (p.ipv4.src == "10.1.1.1" and p.icmp.id == ident and p.icmp.type == 8
               and bool(p.checksums_ok()))
         pong = frame(eth={"dst": nf_macs[1], "src": gen_macs[1]},
                      ipv4={"src": "10.1.1.2", "dst": "10.1.1.1"},
                      icmp={"type": 0, "id": ident, "seq": 3}, payload=b"ping")
-        got = _exchange(gen[1], [pong], gen[0], 1, pool)
+        got = exchange_frames(gen[1], [pong], gen[0], 1, pool)
         ok = ok and len(got) == 1
         if ok:
-            r = _view(got[0])
+            r = view_frame(got[0])
             ok = (r.ipv4.dst == "192.168.1.21" and r.icmp.id == 77 and r.icmp.type == 0
                   and bool(r.checksums_ok()))
     checks.append(Check(f"ICMP echo 192.168.1.21 id 77 -> 10.1.1.2 goes out as id {ident} "
@@ -343,7 +343,7 @@ def run_nat(packets: int = DEFAULT_PACKETS, json: bool = False,
         want = {(f"192.168.1.{h}", 1234): 1024 + h - 2 for h in range(2, 13)}
         result.checks.append(Check("11 clients mapped to public ports 1024-1034 in order",
                                    clients == want, f"{len(clients)} TCP mappings"))
-        result.checks.extend(_probe(gen_ports, nf_macs, gen_macs, nat, nf.pool))
+        result.checks.extend(probe_nat(gen_ports, nf_macs, gen_macs, nat, nf.pool))
         final = nf.stop()
         cons = final["conservation"]
         result.checks.append(Check("NF accounting adds up (every packet in one counter)",

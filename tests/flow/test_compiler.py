@@ -14,14 +14,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from pktflow.flow.compiler import (
-    VERDICT_ERROR,
-    CompileError,
-    NodeKind,
-    check_signature,
-    compile_node,
-    copy_context,
-)
+from pktflow.flow.compiler import check_signature, compile_node, copy_context
+from pktflow.flow.kinds import VERDICT_ERROR, CompileError, NodeKind
 from pktflow.packet import Pool, parse_batch
 from pktflow.packet import meta as M
 
