@@ -134,9 +134,10 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
     try:
         results = show_steps(numbers, args.packets or DEFAULT_PACKETS, examples, args.target,
                              args.json, out, rig)
-    finally:
+    except BaseException:
         if server is not None:
             server.close()
+        raise
     passed = all(r.passed for r in results)
     doc: dict[str, Any] = {"steps": [r.to_dict() for r in results]}
     if want_nat:
@@ -148,6 +149,10 @@ def cmd_tutorial(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     elif numbers:
         out.print(summary_line(results, seconds, passed), highlight=False)
+    if server is not None:
+        if sys.stdin.isatty():
+            linger(server)
+        server.close()
     return 0 if passed else 1
 
 
@@ -182,6 +187,17 @@ def dashboard_server(address: str | None, public: bool = False) -> StatsHTTPServ
     """The statistics server `--dashboard [ADDR]` asks for (None without it)."""
     parsed = parse_address(address)
     return None if parsed is None else StatsHTTPServer(Board(), parsed, public=public)
+
+
+def linger(server: StatsHTTPServer) -> None:
+    """Keep the dashboard up after the steps (they take seconds) until Ctrl-C."""
+    print(f"dashboard on {server.url} shows the last step's final counters; Ctrl-C to quit",
+          file=sys.stderr)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
 
 
 def dashboard_rig(board: Board, examples: Path, target: str) -> RigFactory:
