@@ -153,7 +153,7 @@ def watch(pg: Pktgen, names: list[str], live: bool = True, timeout: float | None
     prev = {n: pg.device(n).result() for n in names}
     t_prev = time.monotonic()
     display = Live(result_table(prev, {}), console=_console(), refresh_per_second=4,
-                   transient=False) if live else None
+                   transient=True) if live else None
     try:
         if display:
             display.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -179,3 +180,29 @@ def test_cli_run_show_and_config_errors(pg, lab, tmp_path):
     assert bad.returncode == 1
     assert f"{cfg}: devices[0] (a0)" in bad.stderr and "vlan_p 8" in bad.stderr
     assert "ERROR: vlan_p must be 0-7" in bad.stderr
+    # Ctrl-C during an endless run: pktgen stops, the results are printed, exit 130
+    cfg.write_text(f'[[devices]]\nname = "a0"\ncount = 0\nratep = 20000\npkt_size = 60\n'
+                   f'dst_mac = "{PEER_MAC}"\n')
+    pg.reset()
+
+    def sending() -> bool:
+        try:
+            return pg.device("a0").result().sofar > 100
+        except KpktgenError:  # not added yet
+            return False
+
+    run = subprocess.Popen([*cli, "run", str(cfg), "--dir", str(pg.root)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not sending():
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert "a0: Result: OK: " in out and pg.running() == []
+    assert pg.device("a0").result().finished
