@@ -311,18 +311,19 @@ class StartError(Exception):
 
 
 def _seq_field(lo: int, hi: int, rnd: bool, *, top_inclusive: bool, first: int) -> RangeField:
-    """A RangeField for a kernel range: sequential values begin one step past `first` (the
-    kernel advances before it builds a packet); random ones exclude `hi` unless inclusive."""
+    """A RangeField for a kernel range [lo, hi]. Random values are drawn from [lo, hi - 1]
+    (the kernel never draws hi); sequential ones step up to hi (`top_inclusive`: addresses,
+    sizes) or hi - 1 (ports), and begin one step past `first`, as the kernel advances
+    before it builds each packet. lo >= hi: always `first`."""
     if lo >= hi:
         return RangeField(first, first, first, 0)
-    top = hi if top_inclusive else hi - 1
     if rnd:
-        return RangeField(np.random.randint(lo, top + 1), lo, top if top_inclusive else hi - 1,
-                          RANDOM_STEP) if top >= lo else RangeField(lo, lo, lo, 0)
+        return RangeField(int(np.random.randint(lo, hi)), lo, hi - 1, RANDOM_STEP)
+    top = hi if top_inclusive else hi - 1
     start = first + 1
     if start > top:
         start = lo
-    return RangeField(start, lo, top, 1)
+    return RangeField(start, lo, top, 1 if top > lo else 0)
 
 
 class _DeviceTx:
@@ -367,6 +368,9 @@ class _DeviceTx:
         if cfg.labels or cfg.svlan_id != P.NO_VLAN:
             raise StartError("ERROR: the userspace engine does not generate MPLS or S-VLAN "
                              "frames")
+        if cfg.imix:
+            raise StartError("ERROR: the userspace engine does not generate IMIX sizes; "
+                             "use min_pkt_size/max_pkt_size")
         if cfg.xmit_mode == "netif_receive":
             raise StartError("ERROR: xmit_mode netif_receive needs the kernel's receive path; "
                              "the userspace engine only transmits")
@@ -420,9 +424,6 @@ class _DeviceTx:
             "size": _seq_field(lo + FCS_LEN, hi + FCS_LEN, cfg.has("TXSIZE_RND"),
                                top_inclusive=True, first=lo + FCS_LEN),
         }
-        if cfg.has("TXSIZE_RND") and lo < hi:
-            ranges["size"] = RangeField(lo + FCS_LEN, lo + FCS_LEN, hi - 1 + FCS_LEN,
-                                        RANDOM_STEP)
         pc.ranges = ranges
         t = build_template(pc)
         return t, t.fields[:, 0].copy(), pc
