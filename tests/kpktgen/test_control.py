@@ -28,7 +28,7 @@ def _kernel_has_pktgen(ns: str) -> bool:
         return Path("/proc/net/pktgen/pgctrl").exists()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def lab():
     with VethLab(f"kpc{os.getpid() % 10000}", ["a", "b"], [("a", "a0", "b", "b0")]) as lab:
         subprocess.run(["ip", "-n", lab.ns("b"), "link", "set", "b0", "address", PEER_MAC],
@@ -42,9 +42,10 @@ def _rx(lab: VethLab) -> int:
     return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
 
 
-@pytest.fixture(params=["engine", "kernel"])
-def pg(request, lab, tmp_path):
-    """A Pktgen on namespace a's pktgen: the engine's mount, or the kernel's /proc."""
+@pytest.fixture(scope="module", params=["engine", "kernel"])
+def pg(request, lab, tmp_path_factory):
+    """A Pktgen on namespace a's pktgen: the engine's mount, or the kernel's /proc; one
+    per module (each test begins with a reset of its own)."""
     if request.param == "kernel":
         if not _kernel_has_pktgen(lab.ns("a")):
             pytest.skip(NO_PKTGEN)
@@ -54,6 +55,7 @@ def pg(request, lab, tmp_path):
             yield pg
             pg.reset()
         return
+    tmp_path = tmp_path_factory.mktemp("engine")
     mount = tmp_path / "pktgen"
     mount.mkdir()
     log = tmp_path / "serve.log"
@@ -81,8 +83,8 @@ def pg(request, lab, tmp_path):
 
 
 def _setup(pg: Pktgen, count: int, **extra):
-    (t0, *_), = [pg.threads]
-    t0.remove_all()
+    pg.reset()
+    t0 = pg.threads[0]
     dev = t0.add_device("a0")
     assert dev.path.exists() and "a0" in t0.stopped
     answers = dev.set(count=count, pkt_size=60, dst="10.0.0.2", dst_mac=PEER_MAC,
