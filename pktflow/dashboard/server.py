@@ -48,6 +48,7 @@ MAX_HEAD = 16384  # request line plus headers; larger: 431
 HEAD_SECONDS = 5.0  # a client must send its whole request head within this time
 WRITE_SECONDS = 5.0  # a client that takes longer to take a reply (or an event) is dropped
 MAX_CONNECTIONS = 256  # open connections at once (pages hold one each); beyond: 503
+STREAM_SNDBUF = 256 * 1024  # kernel send buffer of one event stream, bytes
 KEEP = 64  # published snapshots kept for /snapshot?seq=N
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 log = logging.getLogger("pktflow.dashboard")
@@ -176,6 +177,9 @@ class Board:
         """Hand an event-stream connection to the publisher, which writes every new
         snapshot to it from then on; the returned event is set once the stream ended."""
         sock.setblocking(False)
+        # A fixed send buffer: bounded kernel memory per page (autotuning could give each
+        # of hundreds of pages megabytes) and a page that stops reading is found sooner.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
         stream = EventStream(sock)
         with self._lock:
             if self._closed:

@@ -126,6 +126,22 @@ def test_connection_flood_gets_503_then_service_resumes(forwarder, monkeypatch):
     assert_still_serving(forwarder)
 
 
+def test_page_that_stops_reading_is_dropped(forwarder, monkeypatch):
+    monkeypatch.setattr(dash, "STREAM_SNDBUF", 4096)
+    monkeypatch.setattr(dash, "WRITE_SECONDS", 0.5)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(forwarder.address)
+        s.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(10)  # reads nothing: both buffers fill within a few snapshots
+        s.settimeout(3)
+        received = b""
+        while chunk := s.recv(65536):  # the server ended the stream: EOF, not a timeout
+            received += chunk
+    assert b"\nid: " in received
+    assert_still_serving(forwarder)
+
+
 def test_head_and_endpoints(forwarder):
     forwarder.wait_moving()
     reply = raw(forwarder.address, b"HEAD /stats HTTP/1.1\r\nHost: localhost\r\n\r\n")
