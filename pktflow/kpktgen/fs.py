@@ -377,7 +377,9 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
         description="Mount the engine (FUSE) at --dir, or at /proc/net/pktgen in a private "
         "mount namespace with --proc; run COMMAND there (then unmount) or serve until Ctrl-C. "
         "Example: pktflow kpktgen serve --proc -- ./pktgen_sample01_simple.sh -i veth0 "
-        "-m 02:00:00:00:00:01 -n 1000")
+        "-m 02:00:00:00:00:01 -n 1000. One engine per network namespace: run it under "
+        "`ip netns exec NS` (whose mount namespace is its own: use --proc or COMMAND) or "
+        "`nsenter --net=/run/netns/NS` (keeps the caller's mounts, for --dir).")
     p.add_argument("--dir", dest="serve_dir", metavar="PATH",
                    help="directory to mount the files at (created if missing)")
     p.add_argument("--proc", action="store_true",
