@@ -10,14 +10,13 @@ import pytest
 from pktflow.testbed.kpktgen import run_on_hosts
 from pktflow.testbed.net import leftovers
 
-pytestmark = pytest.mark.root
-
 
 def _hosts_free() -> bool:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return not any(w.startswith(("pft-k1", "pft-k2", "pft-ksink")) for w in out.split())
 
 
+@pytest.mark.root
 def test_two_hosts_generate_at_once_from_a_run_config(tmp_path):
     if not _hosts_free():
         pytest.skip("testbed hosts pft-k1/pft-k2 are in use by another run")
@@ -40,3 +39,10 @@ def test_two_hosts_generate_at_once_from_a_run_config(tmp_path):
         [(r.host, r.first_frame_s, r.last_frame_s) for r in runs]
     left = leftovers()["namespaces"]
     assert not [n for n in left if n in ("pft-k1", "pft-k2", "pft-ksink")]
+
+
+def test_testbed_kpktgen_needs_a_command_or_a_config(capsys):
+    from pktflow.cli import main
+
+    assert main(["testbed", "kpktgen", "--hosts", "2"]) == 2
+    assert "give --config FILE or -- COMMAND" in capsys.readouterr().err
