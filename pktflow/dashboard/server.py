@@ -68,9 +68,10 @@ def is_local(host: str) -> bool:
         return False
 
 
-# send(2) through ctypes.PyDLL, which keeps the GIL during the call: a non-blocking send on
-# loopback takes microseconds, while socket.send releases the GIL and must win it back from
-# a busy worker each time, one hand-over per page per snapshot.
+# send(2) through ctypes.PyDLL, which keeps the GIL during the call. A non-blocking send
+# takes microseconds; socket.send would release the GIL and wait to win it back from a busy
+# worker after every page (up to the 5 ms switch interval each): one fan-out to 100 pages
+# could then take half a second and hand the GIL over 100 times instead of once.
 LIBC_SEND = ctypes.PyDLL(None, use_errno=True).send
 LIBC_SEND.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
 LIBC_SEND.restype = ctypes.c_ssize_t
@@ -130,10 +131,11 @@ class Board:
         with self._lock:
             return list(self._sources)
 
-    def collect(self) -> dict[str, Any]:
-        """A fresh snapshot of every source; a source that fails shows its error instead."""
+    def collect(self, names: list[str] | None = None) -> dict[str, Any]:
+        """A fresh snapshot of every source (or of `names`); a source that fails shows its
+        error instead."""
         with self._lock:
-            sources = list(self._sources.items())
+            sources = [(n, s) for n, s in self._sources.items() if names is None or n in names]
         docs: dict[str, Any] = {}
         for name, (snapshot, _) in sources:
             try:
@@ -149,7 +151,11 @@ class Board:
         parts = []
         for snapshot, render in sources:
             if render is not None:
-                parts.append(render(snapshot()))
+                try:
+                    parts.append(render(snapshot()))
+                except Exception as e:  # one broken source must not hide the others
+                    message = f"{type(e).__name__}: {e}".replace("\n", " ")
+                    parts.append(f"# pktflow: a source failed: {message}\n")
         return "".join(parts)
 
     # ---- numbered snapshots -----------------------------------------------------------
@@ -160,7 +166,7 @@ class Board:
             self._seq += 1
             seq = self._seq
             body = json.dumps({"seq": seq, "time": round(time.time(), 3), **docs},
-                              separators=(",", ":")).encode()
+                              separators=(",", ":"), default=str).encode()
             self._history.append((seq, body))
             self._changed.notify_all()
         return seq, body
@@ -200,6 +206,7 @@ class Board:
             return len(self._streams)
 
     def _publish_loop(self) -> None:
+        failed = ""
         while True:
             with self._lock:
                 while not self._streams and not self._closed:
@@ -207,8 +214,14 @@ class Board:
                 if self._closed:
                     return
             started = time.monotonic()
-            seq, body = self.publish()
-            self._fan_out(b"id: %d\ndata: %s\n\n" % (seq, body))
+            try:
+                seq, body = self.publish()
+            except Exception as e:  # a snapshot that cannot be JSON: say so, keep serving
+                if str(e) != failed:
+                    failed = str(e)
+                    log.warning("dashboard: snapshot failed: %s: %s", type(e).__name__, e)
+            else:
+                self._fan_out(b"id: %d\ndata: %s\n\n" % (seq, body))
             time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     def _fan_out(self, event: bytes) -> None:
@@ -388,8 +401,8 @@ class Handler(BaseHTTPRequestHandler):
             if name not in names:
                 raise RequestError(404, f"no statistics source {name!r}; sources: "
                                         f"{', '.join(names) or 'none yet'}")
-            doc = board.collect().get(name, {})
-            self.reply(json.dumps(doc, indent=1).encode(), "application/json")
+            doc = board.collect([name]).get(name, {})
+            self.reply(json.dumps(doc, indent=1, default=str).encode(), "application/json")
         elif path == "/snapshot":
             seq_text = parse_qs(url.query).get("seq", [None])[0]
             if seq_text is None:

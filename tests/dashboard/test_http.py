@@ -179,6 +179,27 @@ def test_event_stream_sends_numbered_snapshots(forwarder):
         "tx_packets"]
 
 
+def test_a_failing_source_shows_its_error_and_the_others_still_serve():
+    def broken() -> dict:
+        raise RuntimeError("counters gone")
+
+    board = Board(interval=0.05)
+    board.attach("good", lambda: {"n": 1}, lambda doc: f"good_total {doc['n']}\n")
+    board.attach("bad", broken, lambda doc: "never\n")
+    board.attach("odd", lambda: {"not json": {1, 2}})  # a set: shown as text
+    server = StatsHTTPServer(board, ("127.0.0.1", 0))
+    try:
+        code, body = get(server.address, "/stats/bad")
+        assert code == 200 and "counters gone" in json.loads(body)["error"]
+        code, body = get(server.address, "/metrics")
+        assert code == 200 and b"good_total 1" in body and b"counters gone" in body
+        code, body = get(server.address, "/snapshot")
+        doc = json.loads(body)
+        assert code == 200 and doc["good"] == {"n": 1} and doc["odd"] == {"not json": "{1, 2}"}
+    finally:
+        server.close()
+
+
 def test_non_local_bind_needs_public_flag_and_warns(caplog):
     with pytest.raises(BindError, match="--stats-public"):
         StatsHTTPServer(Board(), ("0.0.0.0", 0))
