@@ -125,6 +125,24 @@ def iface_info(ifname: str) -> IfaceInfo | None:
     return IfaceInfo(ifname, arptype, mac, bool(flags & IFF_UP), driver, tx_queues, ipv4)
 
 
+def link_local(ifname: str) -> str:
+    """The interface's IPv6 link-local address ("::" if it has none): the kernel's source
+    when src6 is not set."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            for line in f:
+                addr, _, _, scope, _, name = line.split()
+                if name == ifname and scope == "20":
+                    return _ip6_text(int(addr, 16))
+    except (OSError, ValueError):
+        pass
+    return "::"
+
+
+def _ip6_text(value: int) -> str:
+    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+
+
 def ctypes_buffer(data: bytearray) -> tuple[object, int]:
     """A C buffer holding `data` and its address (ethtool ioctls take a pointer)."""
     import ctypes
@@ -387,7 +405,8 @@ class _DeviceTx:
         src_mac = cfg.src_mac if cfg.src_mac != bytes(6) else dev.iface.mac
         smac, dmac = int.from_bytes(src_mac, "big"), int.from_bytes(cfg.dst_mac, "big")
         if ipv6:
-            pc.src_ip6 = int.from_bytes(socket.inet_pton(socket.AF_INET6, cfg.in6_saddr), "big")
+            src6 = cfg.in6_saddr if cfg.in6_saddr != "::" else link_local(dev.ifname)
+            pc.src_ip6 = int.from_bytes(socket.inet_pton(socket.AF_INET6, src6), "big")
             daddr = cfg.in6_daddr if cfg.min_in6_daddr == "::" else cfg.min_in6_daddr
             pc.dst_ip6 = int.from_bytes(socket.inet_pton(socket.AF_INET6, daddr), "big")
 
@@ -505,11 +524,15 @@ class _DeviceTx:
         st.cur_udp_dst = int(cur[RANGE_FIELDS.index("dst_port")])
         st.seq_num = int(self.state[0])
         st.nflows = int(self.state[3])
+        if not self.ipv4:
+            st.cur_in6_saddr = _ip6_text(self.pcfg.src_ip6)
+            st.cur_in6_daddr = _ip6_text(self.pcfg.dst_ip6)
 
     def last_size(self) -> int:
-        f = self.template.fields[F_SIZE]
-        if f[3] == 0:
-            return int(f[0]) - FCS_LEN
+        """The kernel's cur_pkt_size for the Result line (the configured size when fixed,
+        even where the frame had to be longer)."""
+        if self.template.fields[F_SIZE, 3] == 0:
+            return self.dev.cfg.min_pkt_size
         return int(self.cur[F_SIZE]) - FCS_LEN
 
     def close(self) -> None:

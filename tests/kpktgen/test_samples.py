@@ -45,6 +45,8 @@ RUNS = {
     "s04": ("pktgen_sample04_many_flows.sh", ["-n", "1000", "-d", "198.18.4.0/24"]),
     "s05": ("pktgen_sample05_flow_per_thread.sh", ["-t", "2", "-b", "0", "-n", "500",
                                                    "-d", "198.18.5.1"]),
+    "s01_v6": ("pktgen_sample01_simple.sh", ["-6", "-n", "100", "-d", "fd00::9",
+                                             "-p", "2000"]),
     "queue_xmit": ("pktgen_bench_xmit_mode_queue_xmit.sh", ["-n", "1000",
                                                             "-d", "198.18.6.1"]),
 }
@@ -143,10 +145,12 @@ def runs(samples, tmp_path_factory):
         result[name] = {"rc": int((out / f"{name}.rc").read_text()),
                         "out": (out / f"{name}.out").read_text(),
                         "err": (out / f"{name}.err").read_text()}
-    by_net: dict[int, list[bytes]] = {}
+    by_net: dict[int | str, list[bytes]] = {}
     for f in frames:
         if f[12:14] == b"\x08\x00":
             by_net.setdefault(f[32], []).append(f)  # third octet of the destination
+        elif f[12:14] == b"\x86\xdd":
+            by_net.setdefault("v6", []).append(f)
     return result, by_net
 
 
@@ -233,6 +237,19 @@ def test_sample05_flow_per_thread(runs):
     assert len(frames) == 1000
     assert Counter(f["src"] for f in frames) == {bytes([198, 18, 1, 1]): 500,
                                                  bytes([198, 18, 2, 1]): 500}
+
+
+def test_sample01_ipv6(runs):
+    res, by_net = runs
+    ok(res, "s01_v6")
+    frames = by_net.get("v6", [])
+    assert len(frames) == 100
+    # pkt_size 60 is below IPv6 + UDP + pktgen header: the kernel sends 78 bytes
+    assert {len(f) for f in frames} == {78}
+    assert {(f[20], f[21]) for f in frames} == {(17, 32)}  # UDP, hop limit 32
+    assert {f[38:54] for f in frames} == {bytes.fromhex("fd00" + "00" * 13 + "09")}
+    assert {struct.unpack("!H", f[56:58])[0] for f in frames} == {2000}
+    assert parse_result(res["s01_v6"]["out"]).pkt_size == 60  # the kernel's cur_pkt_size
 
 
 def test_bench_queue_xmit(runs):
