@@ -332,7 +332,8 @@ class System:
                 self._server = StatsServer(self.stats, self.config.stats,
                                            public=self.config.stats_public)
                 host, port = self._server.address
-                log.info("statistics on http://%s:%d/stats and /metrics", host, port)
+                log.info("dashboard on http://%s:%d/ (JSON /stats, Prometheus /metrics)",
+                         host, port)
             self._runtime.start()
 
     def stop(self) -> dict[str, Any]:
