@@ -118,6 +118,9 @@ def test_page_shows_the_json_endpoint_numbers(live_step, page):
     # Rates are drawn (uPlot canvases, one per port of the NF and of the generator).
     assert page.locator(".chart canvas").count() >= 4
     assert page.locator("#graph svg .node").count() == len(doc["nf"]["nodes"])
+    edges = sum(len(n["inputs"]) for n in doc["nf"]["nodes"])
+    assert edges >= len(doc["nf"]["nodes"]) - 1
+    assert page.locator("#graph svg path.edge").count() == edges
     assert page.locator("#graph svg .node.compiled").count() >= 1
     # Offline: every request the page made went to the dashboard server itself.
     assert page.requests and all(u.startswith(server.url) for u in page.requests)
