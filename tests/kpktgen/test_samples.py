@@ -272,13 +272,22 @@ def test_two_namespaces_generate_at_once(samples, tmp_path):
         caps = [start_capture(lab, f"p{i}", f"kpp{i}", tmp_path / f"p{i}.pcap") for i in (1, 2)]
         procs = []
         try:
+            go = tmp_path / "go"
             for i in (1, 2):
-                # 4000 packets, 250 us apart: about one second of sending each
-                cmd = serve_cmd(lab, f"g{i}", "./pktgen_sample01_simple.sh", "-i", f"kpg{i}",
-                                "-m", DST_MAC, "-n", "4000", "-w", "250000",
-                                "-d", f"198.18.{10 + i}.1")
-                procs.append(subprocess.Popen(cmd, cwd=samples, stdout=subprocess.PIPE,
+                # both engines up first, then both scripts at once: 4000 packets 250 us
+                # apart, about one second of sending each
+                script = (f"while [ ! -e {go} ]; do sleep 0.05; done; "
+                          f"exec ./pktgen_sample01_simple.sh -i kpg{i} -m {DST_MAC} -n 4000 "
+                          f"-w 250000 -d 198.18.{10 + i}.1")
+                procs.append(subprocess.Popen(serve_cmd(lab, f"g{i}", "bash", "-c", script),
+                                              cwd=samples, stdout=subprocess.PIPE,
                                               stderr=subprocess.PIPE, text=True))
+            deadline = time.monotonic() + 180
+            while not all(Path(f"/proc/{p.pid}/mountinfo").exists() and "/net/pktgen" in
+                          Path(f"/proc/{p.pid}/mountinfo").read_text() for p in procs):
+                assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+                time.sleep(0.05)
+            go.touch()
             outs = [p.communicate(timeout=120) for p in procs]
         finally:
             for p in procs:

@@ -69,8 +69,9 @@ def served(lab, tmp_path):
                              "--threads", "2", "--socket", "packet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
+        # generous: on a cold Numba cache the engine compiles its kernels before mounting
         wait_for(lambda: (d / "pgctrl").exists() or proc.poll() is not None,
-                 what="the engine's files")
+                 timeout=180, what="the engine's files")
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         yield d, proc
     finally:
@@ -168,7 +169,7 @@ cat $P/{GEN_IF}
                     start_new_session=True)
     try:
         wait_for(lambda: (tmp_path / "ready").exists() or proc.poll() is not None,
-                 what="the command to start the run")
+                 timeout=180, what="the command to start the run")
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         # the stand-in and the FUSE mount live in serve's mount namespace only
         theirs = mount_points(Path(f"/proc/{proc.pid}/mountinfo"))
