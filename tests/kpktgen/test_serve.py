@@ -184,9 +184,13 @@ cat $P/{GEN_IF}
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # the test failed midway: let serve clean up, then insist
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 0, err[-2000:]
     r = parse_result(out)
     assert r is not None and r.packets > 0, out
