@@ -291,8 +291,12 @@ def test_two_namespaces_generate_at_once(samples, tmp_path):
             outs = [p.communicate(timeout=120) for p in procs]
         finally:
             for p in procs:
-                if p.poll() is None:
-                    p.kill()
+                if p.poll() is None:  # failed midway: SIGTERM lets serve clean up
+                    p.terminate()
+                    try:
+                        p.wait(15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
             for c in caps:
                 stop_capture(c)
         spans = []
