@@ -30,15 +30,16 @@ class KpktgenError(RuntimeError):
     """pktgen refused a command (or its files are missing); says which file, which line and
     what pktgen answered, in its own words."""
 
-    def __init__(self, path: Path | str, line: str | None, result: str,
+    def __init__(self, path: Path | str, line: str | None, result: str | None,
                  os_error: str | None = None) -> None:
+        """`result` None: the file has no Result line (pgctrl)."""
         self.path = Path(path)
         self.line = line
-        self.result = result
+        self.result = result or ""
         self.os_error = os_error
         where = f'{self.path}: writing "{line}"' if line is not None else f"{self.path}"
         parts = [os_error] if os_error else []
-        if result or line is not None:
+        if result is not None and (result or line is not None):
             parts.append(f"Result: {result}" if result else "no Result line")
         why = "; ".join(parts)
         super().__init__(f"{where}: {why}")
@@ -47,10 +48,11 @@ class KpktgenError(RuntimeError):
 def _refused(before: str, after: str) -> bool:
     """Whether the Result line after a successful write(2) reports a refusal. A few
     commands (imix_weights, rate 0) leave the line as it was; the kernel's refusals start
-    with ERROR, `No such parameter` or `Flag -:NAME:- unknown`."""
+    with ERROR, `No such parameter`, `Flag -:NAME:- unknown` or `xmit_mode -:NAME:-`."""
     if after.startswith("OK"):
         return False
-    return after != before or after.startswith(("ERROR", "No such parameter", "Flag -:"))
+    return after != before or after.startswith(("ERROR", "No such parameter", "Flag -:",
+                                                "xmit_mode -:"))
 
 
 def _write(path: Path, line: str) -> None:
@@ -240,7 +242,7 @@ class Thread:
         try:
             _write(self.path, line)
         except FileNotFoundError:
-            raise KpktgenError(self.path, line, "", f"no thread {self.name}") from None
+            raise KpktgenError(self.path, line, None, f"no thread {self.name}") from None
         except OSError as e:
             raise KpktgenError(self.path, line, self.result,
                                os.strerror(e.errno or errno.EIO)) from None
@@ -311,7 +313,8 @@ class Pktgen:
         try:
             _write(path, command)
         except OSError as e:
-            raise KpktgenError(path, command, "", os.strerror(e.errno or errno.EIO)) from None
+            raise KpktgenError(path, command, None, os.strerror(e.errno or errno.EIO)
+                               + " (pgctrl takes start, stop or reset)") from None
 
     def start(self) -> None:
         """Run every configured device; returns when all have finished."""
@@ -413,7 +416,7 @@ class Run:
         if code != 0 and not self._stopped:
             err = self._writer.stderr.read().decode(errors="replace").strip() \
                 if self._writer.stderr else ""
-            raise KpktgenError(self.pg.root / "pgctrl", "start", "",
+            raise KpktgenError(self.pg.root / "pgctrl", "start", None,
                                err.rsplit(": ", 1)[-1] or f"writer exited with {code}")
         return self.pg.wait(None if timeout is None else
                             max(0.0, timeout - (time.monotonic() - self.started)))
