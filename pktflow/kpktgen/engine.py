@@ -328,6 +328,25 @@ class StartError(Exception):
     """A device cannot start; the message becomes its Result line."""
 
 
+def _l2_header(cfg: DeviceConfig) -> bytes | None:
+    """What the kernel puts between the source MAC and IP when it stacks VLAN tags or
+    pushes MPLS labels (None for the plain or single-tag cases the template builds)."""
+    ip_type = 0x86DD if cfg.has("IPV6") else 0x0800
+    if cfg.labels:
+        # every label as written, the bottom-of-stack bit only on the last one
+        words = [w & ~0x100 for w in cfg.labels]
+        words[-1] |= 0x100
+        return struct.pack("!H", 0x8847) + b"".join(struct.pack("!I", w) for w in words)
+    if cfg.svlan_id != P.NO_VLAN and cfg.vlan_id != P.NO_VLAN:
+        outer = cfg.svlan_id | (cfg.svlan_cfi << 12) | (cfg.svlan_p << 13)
+        inner = cfg.vlan_id | (cfg.vlan_cfi << 12) | (cfg.vlan_p << 13)
+        return struct.pack("!HHHHH", 0x8100, outer, 0x8100, inner, ip_type)
+    if cfg.vlan_id != P.NO_VLAN and cfg.vlan_cfi and not cfg.has("VID_RND"):
+        return struct.pack("!HHH", 0x8100, cfg.vlan_id | (1 << 12) | (cfg.vlan_p << 13),
+                           ip_type)
+    return None
+
+
 def _seq_field(lo: int, hi: int, rnd: bool, *, top_inclusive: bool, first: int) -> RangeField:
     """A RangeField for a kernel range [lo, hi]. Random values are drawn from [lo, hi - 1]
     (the kernel never draws hi); sequential ones step up to hi (`top_inclusive`: addresses,
@@ -383,9 +402,10 @@ class _DeviceTx:
     @staticmethod
     def _template(dev: Device) -> tuple[Template, np.ndarray, PortConfig]:
         cfg = dev.cfg
-        if cfg.labels or cfg.svlan_id != P.NO_VLAN:
-            raise StartError("ERROR: the userspace engine does not generate MPLS or S-VLAN "
-                             "frames")
+        if cfg.labels and cfg.has("MPLS_RND") or cfg.svlan_id != P.NO_VLAN and (
+                cfg.has("VID_RND") or cfg.has("SVID_RND")):
+            raise StartError("ERROR: the userspace engine does not generate random MPLS "
+                             "labels or random IDs of stacked VLAN tags")
         if cfg.imix:
             raise StartError("ERROR: the userspace engine does not generate IMIX sizes; "
                              "use min_pkt_size/max_pkt_size")
@@ -394,13 +414,16 @@ class _DeviceTx:
                              "the userspace engine only transmits")
         ipv6 = cfg.has("IPV6")
         vlan = cfg.vlan_id != P.NO_VLAN
+        l2 = _l2_header(cfg)
         overhead = 4 if vlan else 0
+        if l2 is not None:
+            overhead = len(l2) - 2
         smallest = 14 + (40 if ipv6 else 20) + 8 + P.PKTGEN_HDR_LEN + overhead
         lo = max(cfg.min_pkt_size or smallest, smallest)
         hi = max(cfg.max_pkt_size, lo)
-        pc = PortConfig(0, proto=17, ttl=32, ipv6=ipv6, vlan=vlan, range=True,
+        pc = PortConfig(0, proto=17, ttl=32, ipv6=ipv6, vlan=vlan and l2 is None, range=True,
                         tos=cfg.traffic_class if ipv6 else cfg.tos,
-                        payload=struct.pack("!I", P.PKTGEN_MAGIC))
+                        payload=struct.pack("!I", P.PKTGEN_MAGIC), l2=l2)
         pc.cos = cfg.vlan_p
         src_mac = cfg.src_mac if cfg.src_mac != bytes(6) else dev.iface.mac
         smac, dmac = int.from_bytes(src_mac, "big"), int.from_bytes(cfg.dst_mac, "big")

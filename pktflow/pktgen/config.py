@@ -100,6 +100,7 @@ class PortConfig:
     vlan: bool = False  # insert an 802.1Q tag
     tos: int = 0  # IPv4 TOS byte / IPv6 traffic class
     payload: bytes | None = None  # payload prefix, zeros after; None: Pktgen's "abc" fill
+    l2: bytes | None = None  # bytes between source MAC and L3 (tags, MPLS); None: ethertype
     range: bool = False
     pcap: bool = False
     range_proto: int | None = None  # `range <pl> proto`; None keeps the single proto
@@ -234,9 +235,12 @@ def build_template(cfg: PortConfig) -> Template:
     first = {name: int(fields[row, 0]) for row, name in enumerate(RANGE_FIELDS)}
 
     eth = first["dst_mac"].to_bytes(6, "big") + first["src_mac"].to_bytes(6, "big")
-    if cfg.vlan:
-        eth += struct.pack("!HH", M.ETYPE_VLAN, (cfg.cos << 13) | (first["vlan"] & 0xFFF))
-    eth += struct.pack("!H", M.ETYPE_IPV6 if cfg.ipv6 else M.ETYPE_IPV4)
+    if cfg.l2 is not None:
+        eth += cfg.l2
+    else:
+        if cfg.vlan:
+            eth += struct.pack("!HH", M.ETYPE_VLAN, (cfg.cos << 13) | (first["vlan"] & 0xFFF))
+        eth += struct.pack("!H", M.ETYPE_IPV6 if cfg.ipv6 else M.ETYPE_IPV4)
     l3 = len(eth)
     if cfg.ipv6:
         ip = struct.pack("!IHBB", (6 << 28) | (cfg.tos << 20), 0, proto, first["ttl"])

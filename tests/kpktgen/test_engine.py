@@ -53,7 +53,9 @@ def run(lab, tmp_path, lines: list[str], *, sharing: bool = False) -> tuple[list
                 engine.close()
     finally:
         stop_capture(cap)
-    return pcap_frames(pcap), text
+    frames = [f for f in pcap_frames(pcap) if f[12:14] in (b"\x08\x00", b"\x81\x00",
+                                                           b"\x88\x47")]
+    return frames, text
 
 
 BASE = ["dst 198.18.9.1", "dst_mac 02:00:00:00:00:09", "flag NO_TIMESTAMP"]
@@ -70,6 +72,21 @@ def test_size_steps_vlan_and_mac_counts(lab, tmp_path):
     assert {f[16:18] for f in frames} == {b"\x08\x00"} and {f[19] for f in frames} == {0x10}
     assert [f[5] for f in frames[:5]] == [9, 10, 11, 12, 9]  # dst_mac .. dst_mac + 3
     assert parse_device_text(text).figures.packets == 100
+
+
+def test_mpls_labels_and_stacked_vlan_tags(lab, tmp_path):
+    frames, _ = run(lab, tmp_path, [*BASE, "count 20", "pkt_size 80",
+                                    "mpls 0001000a,0002000b,00003000"])
+    assert len(frames) == 20 and {len(f) for f in frames} == {80}
+    # labels as written, the bottom-of-stack bit only on the last, IPv4 right after
+    assert {f[12:26] for f in frames} == {bytes.fromhex("8847" "0001000a" "0002000b"
+                                                        "00003100")}
+    assert {f[26] for f in frames} == {0x45}
+    frames, _ = run(lab, tmp_path, [*BASE, "count 20", "pkt_size 80", "vlan_id 5",
+                                    "vlan_cfi 1", "svlan_id 7", "svlan_p 2"])
+    assert len(frames) == 20 and {len(f) for f in frames} == {80}
+    tags = struct.pack("!HHHHH", 0x8100, (2 << 13) | 7, 0x8100, (1 << 12) | 5, 0x0800)
+    assert {f[12:22] for f in frames} == {tags} and {f[22] for f in frames} == {0x45}
 
 
 def test_burst_sends_each_built_packet_burst_times(lab, tmp_path):
@@ -110,9 +127,10 @@ def test_engine_keeps_serving_after_a_device_cannot_start(lab, tmp_path):
         try:
             engine.write("kpktgend_0", f"add_device {GEN_IF}\n".encode())
             engine.write(GEN_IF, b"mpls 0001000a\n")
+            engine.write(GEN_IF, b"flag MPLS_RND\n")
             assert engine.start(timeout=30)
             result = parse_device_text(engine.read(GEN_IF)).result
-            assert result.startswith("ERROR: the userspace engine does not generate MPLS")
+            assert result.startswith("ERROR: the userspace engine does not generate random MPLS")
             engine.write(GEN_IF, b"vlan_id 7\n")  # turns MPLS off, as in the kernel
             engine.write(GEN_IF, b"count 5\n")
             assert engine.start(timeout=30)
