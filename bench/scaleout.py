@@ -40,9 +40,9 @@ def main() -> None:
         print(f"scaleout N={n} carried: {load.carried_pps:.0f} pps")
         for i, (pps, share) in enumerate(zip(load.per_instance_pps, load.shares,
                                              strict=True), 1):
-            print(f"scaleout N={n} instance {i} (core {so.cores[i - 1]}): {pps:.0f} pps, "
-                  f"{share:.1%} of the spread frames, {load.ring_drops[i - 1]} dropped at "
-                  f"its full receive ring")
+            print(f"scaleout N={n} instance {i} (core {so.cores[i - 1]}): {pps:.0f} pps "
+                  f"carried of {load.arrived_pps[i - 1]:.0f} pps that reached it ({share:.1%} "
+                  f"of the spread frames; the rest overflowed its receive ring)")
     one, two = carried[1], carried[2]
     print(f"ratio carried N=2/N=1: {two.carried_pps / one.carried_pps:.2f}")
     print(f"ratio per-instance N=2/N=1: "

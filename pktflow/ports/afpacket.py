@@ -284,7 +284,10 @@ class PacketPort(InterfacePort):
     def _open_socket(self, promisc: bool, bypass: bool, fanout: int | None,
                      fanout_mode: int) -> None:
         try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            # Protocol 0 receives nothing until bind() names the interface and ETH_P_ALL:
+            # created with ETH_P_ALL, the socket would take every interface's frames (another
+            # port's, the stats server's on lo) into its ring while the ring is set up.
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError as e:
             raise privilege_error("AF_PACKET", e) from None
         self._sock = sock

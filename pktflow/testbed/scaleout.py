@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pktflow.pktgen import Pktgen
@@ -47,8 +47,8 @@ def hop_addr(i: int) -> str:
 @dataclass
 class Snapshot:
     """Counters at one moment: the generator's sent frames, the router's received and
-    forwarded ones, and per instance what reached its host, what it sent on, what the sink
-    got from it, and what its receive ring dropped."""
+    forwarded ones, and per instance what reached its host, what it sent on and what the
+    sink got from it."""
 
     when: float
     sent: int
@@ -56,7 +56,6 @@ class Snapshot:
     spread: list[int]
     nf_out: list[int]
     sink: list[int]
-    ring_drops: list[int]
 
     def minus(self, old: Snapshot) -> Snapshot:
         def d(a: list[int], b: list[int]) -> list[int]:
@@ -64,8 +63,7 @@ class Snapshot:
 
         return Snapshot(self.when - old.when, self.sent - old.sent,
                         self.router_in - old.router_in, d(self.spread, old.spread),
-                        d(self.nf_out, old.nf_out), d(self.sink, old.sink),
-                        d(self.ring_drops, old.ring_drops))
+                        d(self.nf_out, old.nf_out), d(self.sink, old.sink))
 
 
 @dataclass
@@ -77,7 +75,7 @@ class Load:
     carried_pps: float
     per_instance_pps: list[float]
     shares: list[float]  # of the frames the router spread, per instance
-    ring_drops: list[int] = field(default_factory=list)
+    arrived_pps: list[float]  # what the router handed each instance's host
 
 
 def link_counters(ns: str, ifname: str) -> dict[str, int]:
@@ -112,15 +110,17 @@ class ScaleOut:
     namespace and link is removed on exit, also after an error).
 
     `work`: per-packet rounds of CPU work in each instance (0 forwards only); `pin`: run
-    instance i on core i mod cores, so each instance is one core's worth of NF."""
+    instance i on core i mod cores, so each instance is one core's worth of NF; `driver`:
+    the NFs' ports (packet, xdp or auto)."""
 
     def __init__(self, instances: int, work: int = 0, tag: str | None = None,
-                 pin: bool = True) -> None:
+                 pin: bool = True, driver: str = "packet") -> None:
         if not 1 <= instances <= MAX_INSTANCES:
             raise TestbedError(f"instances must be 1..{MAX_INSTANCES}, got {instances}")
         self.n = instances
         self.work = work
         self.pin = pin
+        self.driver = driver
         self.tag = tag or f"so{os.getpid() % 100000}"
         ids = range(1, instances + 1)
         self.lab = VethLab(self.tag, ["gen", "rtr", *(f"nf{i}" for i in ids), "sink"],
@@ -182,8 +182,8 @@ class ScaleOut:
         hosts = _Hosts(self.lab)
         allowed = sorted(os.sched_getaffinity(0))
         for i in range(1, self.n + 1):
-            argv = [sys.executable, str(EXAMPLE), "--port", f"0=packet:n{i}in",
-                    "--port", f"1=packet:n{i}out", "--work", str(self.work)]
+            argv = [sys.executable, str(EXAMPLE), "--port", f"0={self.driver}:n{i}in",
+                    "--port", f"1={self.driver}:n{i}out", "--work", str(self.work)]
             if self.pin:
                 core = allowed[(i - 1) % len(allowed)]
                 self.cores.append(core)
@@ -233,10 +233,9 @@ class ScaleOut:
         spread = [link_counters(lab.ns(f"nf{i}"), f"n{i}in") for i in ids]
         out = [link_counters(lab.ns(f"nf{i}"), f"n{i}out")["tx"] for i in ids]
         sink = [link_counters(lab.ns("sink"), f"s{i}")["rx"] for i in ids]
-        drops = [int(nf.stats()["ports"]["0"]["rx_dropped"]) for nf in self.nfs]
         return Snapshot(time.monotonic(), link_counters(lab.ns("gen"), "g0")["tx"],
                         link_counters(lab.ns("rtr"), "r0")["rx"], [s["rx"] for s in spread],
-                        out, sink, drops)
+                        out, sink)
 
     def settle(self, timeout: float = 20.0, quiet: float = 1.0) -> Snapshot:
         """Wait until the generator is done and no counter moved for `quiet` seconds."""
@@ -268,7 +267,7 @@ class ScaleOut:
         spread = sum(d.spread) or 1
         return Load(self.n, d.sent / d.when, sum(d.sink) / d.when,
                     [x / d.when for x in d.sink], [x / spread for x in d.spread],
-                    d.ring_drops)
+                    [x / d.when for x in d.spread])
 
     def nf_received(self) -> list[int]:
         """Packets each NF's graph took in (its own count)."""
