@@ -200,6 +200,23 @@ def _special_dst(a):
 
 
 @njit(cache=True, nogil=True)
+def _next_daddr(cur, dmin, dmax, rnd):
+    """The kernel's next IPv4 destination: the next in [dmin, dmax], or a random one below
+    dmax that is not loopback, multicast, broadcast or 0.0.0.0/8."""
+    if dmin >= dmax:
+        return cur
+    if rnd:
+        a = np.random.randint(dmin, dmax)
+        while _special_dst(a):
+            a = np.random.randint(dmin, dmax)
+        return a
+    a = cur + 1
+    if a > dmax:
+        a = dmin
+    return a
+
+
+@njit(cache=True, nogil=True)
 def stamp_batch(data, meta, idx, n, l3, l4, pay, ipv4, st, flows, dmin, dmax, dst_rnd,
                 udpcsum, tv_sec, tv_usec, repeat):
     """Write the per-packet fields of the kernel's frames into idx[:n], already made by
@@ -216,40 +233,35 @@ def stamp_batch(data, meta, idx, n, l3, l4, pay, ipv4, st, flows, dmin, dmax, ds
         ipc = at + l3 + 10
         uc = at + l4 + 6
         ucs = _get16(d, uc)
-        if cflows > 0 and ipv4:
-            # pick the flow as the kernel's f_pick does; a flow keeps its destination
-            fl = st[2]
-            if st[7]:
-                if flows[fl, 0] >= st[5]:
-                    flows[fl, 0] = 0
-                    flows[fl, 1] = 0
-                    fl = fl + 1
-                    if fl >= cflows:
-                        fl = 0
+        if ipv4 and (cflows > 0 or (dst_rnd and dmin < dmax)):
+            if cflows > 0:
+                # pick the flow as the kernel's f_pick does; a flow keeps its destination
+                fl = st[2]
+                if st[7]:
+                    if flows[fl, 0] >= st[5]:
+                        flows[fl, 0] = 0
+                        flows[fl, 1] = 0
+                        fl = fl + 1
+                        if fl >= cflows:
+                            fl = 0
+                else:
+                    fl = np.random.randint(0, cflows)
+                    if flows[fl, 0] > st[5]:
+                        flows[fl, 0] = 0
+                        flows[fl, 1] = 0
+                st[2] = fl
+                if flows[fl, 1]:
+                    daddr = flows[fl, 2]
+                else:
+                    daddr = _next_daddr(st[4], dmin, dmax, dst_rnd)
+                    st[4] = daddr
+                    flows[fl, 1] = 1
+                    flows[fl, 2] = daddr
+                    st[3] += 1
+                flows[fl, 0] += 1
             else:
-                fl = np.random.randint(0, cflows)
-                if flows[fl, 0] > st[5]:
-                    flows[fl, 0] = 0
-                    flows[fl, 1] = 0
-            st[2] = fl
-            if flows[fl, 1]:
-                daddr = flows[fl, 2]
-            else:
-                daddr = st[4]
-                if dmin < dmax:
-                    if dst_rnd:
-                        daddr = np.random.randint(dmin, dmax)
-                        while _special_dst(daddr):
-                            daddr = np.random.randint(dmin, dmax)
-                    else:
-                        daddr = daddr + 1
-                        if daddr > dmax:
-                            daddr = dmin
+                daddr = _next_daddr(st[4], dmin, dmax, dst_rnd)
                 st[4] = daddr
-                flows[fl, 1] = 1
-                flows[fl, 2] = daddr
-                st[3] += 1
-            flows[fl, 0] += 1
             for w in range(2):
                 o = at + l3 + 16 + 2 * w
                 old = _get16(d, o)
@@ -445,8 +457,10 @@ class _DeviceTx:
             smin = smax = dev.iface.ipv4
         dmin = P.in_aton(cfg.dst_min) if cfg.dst_min else 0
         dmax = P.in_aton(cfg.dst_max) if cfg.dst_max else 0
-        if cfg.cflows and not ipv6:
-            dst = RangeField(dmin, dmin, dmin, 0)  # stamp_batch gives each flow its address
+        if not ipv6 and (cfg.cflows or cfg.has("IPDST_RND") and dmin < dmax):
+            # stamp_batch writes these: each flow's address, or random ones that skip the
+            # addresses the kernel skips
+            dst = RangeField(dmin, dmin, dmin, 0)
         else:
             dst = _seq_field(dmin, dmax, cfg.has("IPDST_RND"), top_inclusive=True, first=dmin)
         ranges = {
@@ -542,7 +556,8 @@ class _DeviceTx:
         """Copy the generator's current values into the device's Current: section."""
         st, cur = self.dev.st, self.cur
         st.cur_saddr = int(cur[F_SRC_IP])
-        st.cur_daddr = int(self.state[4]) if self.state[6] else int(cur[F_DST_IP])
+        stamped = self.state[6] or (self.dev.cfg.has("IPDST_RND") and self.dmin < self.dmax)
+        st.cur_daddr = int(self.state[4]) if stamped else int(cur[F_DST_IP])
         st.cur_udp_src = int(cur[F_SRC_PORT])
         st.cur_udp_dst = int(cur[RANGE_FIELDS.index("dst_port")])
         st.seq_num = int(self.state[0])

@@ -108,6 +108,18 @@ def test_random_flows_keep_their_destination(lab, tmp_path):
     assert len(dsts) == 3 and sum(dsts.values()) == 600
 
 
+def test_random_destinations_skip_loopback_and_keep_checksums(lab, tmp_path):
+    from test_samples import ip_checksum_ok
+
+    frames, _ = run(lab, tmp_path, [*BASE, "count 300", "dst_min 126.255.255.250",
+                                    "dst_max 127.0.0.200", "flag IPDST_RND"])
+    assert len(frames) == 300
+    dsts = {f[30:34] for f in frames}
+    # [min, max - 1] without 127/8: only the six addresses below it remain
+    assert dsts == {bytes([126, 255, 255, x]) for x in range(250, 256)}
+    assert all(ip_checksum_ok(f) for f in frames)
+
+
 def test_ratep_paces_the_packets(lab, tmp_path):
     t = time.monotonic()
     frames, text = run(lab, tmp_path, [*BASE, "count 200", "ratep 2000"])

@@ -99,6 +99,14 @@ def pcap_frames(path: Path) -> list[bytes]:
     return out
 
 
+def ip_checksum_ok(f: bytes, l3: int = 14) -> bool:
+    words = struct.unpack("!10H", f[l3:l3 + 20])
+    s = sum(words)
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF
+
+
 def start_capture(lab, host: str, ifname: str, path: Path) -> subprocess.Popen:
     # --immediate-mode: without it libpcap hands packets over per ring block (up to a
     # second late), and a short run's frames would still sit in the ring at the end. No
@@ -182,6 +190,7 @@ def test_sample01_simple(runs):
     assert {f["magic"] for f in frames} == {PKTGEN_MAGIC} and {f["ttl"] for f in frames} == {32}
     assert [f["seq"] for f in frames] == list(range(1, 1001))
     assert {f["udp_csum"] for f in frames} == {b"\0\0"}  # no UDPCSUM flag: zero, as the kernel
+    assert all(ip_checksum_ok(f) for f in by_net[1])
     r = parse_result(res["s01"]["out"])
     assert r is not None and r.packets == 1000 and r.pkt_size == 100 and r.errors == 0
     assert "Result device: kpg0" in res["s01"]["out"]
@@ -227,6 +236,7 @@ def test_sample04_many_flows(runs):
     # FLOW_SEQ, flowlen 10: each flow keeps its destination for 10 packets, then the next
     dsts = [f["dst"][3] for f in frames]
     assert dsts == [1 + i // 10 for i in range(1000)]
+    assert all(ip_checksum_ok(f) for f in by_net[4])
     out = res["s04"]["out"]
     assert parse_result(out).packets == 1000
 
