@@ -237,21 +237,26 @@ class ScaleOut:
                         link_counters(lab.ns("rtr"), "r0")["rx"], [s["rx"] for s in spread],
                         out, sink)
 
-    def settle(self, timeout: float = 20.0, quiet: float = 1.0) -> Snapshot:
-        """Wait until the generator is done and no counter moved for `quiet` seconds."""
+    def settle(self, timeout: float = 30.0, quiet: float = 2.0) -> Snapshot:
+        """Wait until the generator is done and every frame it sent is accounted for at
+        each hop (the NFs' own counts included: an NF still compiling its kernels holds
+        frames in its ring), or nothing moved for `quiet` seconds; the last snapshot."""
         self.gen.wait_done(timeout)
         deadline = time.monotonic() + timeout
-        last = self.snapshot()
-        since = time.monotonic()
+        last, since = None, time.monotonic()
         while time.monotonic() < deadline:
-            time.sleep(0.1)
             now = self.snapshot()
-            key = (now.sent, now.spread, now.nf_out, now.sink)
-            if key != (last.sent, last.spread, last.nf_out, last.sink):
-                last, since = now, time.monotonic()
+            received = self.nf_received()
+            if (sum(now.spread) == now.sent and received == now.spread
+                    and now.nf_out == now.spread and now.sink == now.spread):
+                return now
+            key = (now.sent, now.spread, received, now.nf_out, now.sink)
+            if key != last:
+                last, since = key, time.monotonic()
             elif time.monotonic() - since >= quiet:
-                break
-        return last
+                return now
+            time.sleep(0.1)
+        return self.snapshot()
 
     def measure(self, flows: int, pps: int, seconds: float, warmup: float = 1.0) -> Load:
         """Offer `pps` over `flows` flows, and after `warmup` measure for `seconds` what
