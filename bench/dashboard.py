@@ -5,7 +5,7 @@ The NF forwards port 0 -> port 1 on one memory wire (port 1's packets arrive aga
 0, prefilled once, as in bench/forward) on one pinned core, with its statistics server
 on loopback. The clients are another process: 100 raw sockets on `/events`, each reading
 every snapshot the server pushes (2 per second). Phases alternate 0 and 100 clients
-three times so drift on a shared machine falls on both sides (medians count); the figures
+six times so drift on a shared machine falls on both sides (medians count); the figures
 are forwarded packets per second of wall clock and per CPU second of the worker, and the
 CPU the NF process spends beside its worker (the server's cost). The clients run on the
 other cores: on a 2-core machine shared with other work their own CPU still takes some
@@ -28,8 +28,8 @@ from pktflow.packet.build import frame
 from pktflow.ports.base import PortTable
 
 CLIENTS = 100
-PHASE_SECONDS = 3.0
-ROUNDS = 3  # alternations of 0 and CLIENTS clients; the median of each side counts
+PHASE_SECONDS = 2.0
+ROUNDS = 6  # alternations of 0 and CLIENTS clients; the median of each side counts
 LEAK_ROUNDS = 10
 BATCH = 256
 PREFILL_BATCHES = 8

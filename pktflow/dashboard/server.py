@@ -30,6 +30,7 @@ import json
 import logging
 import mimetypes
 import os
+import select
 import socket
 import threading
 import time
@@ -94,6 +95,7 @@ class EventStream:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.fd = sock.fileno()
         self.pending = b""
         self.stuck_since: float | None = None
         self.done = threading.Event()
@@ -112,6 +114,8 @@ class Board:
         self._history: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=KEEP)
         self._seq = 0
         self._streams: list[EventStream] = []
+        self._by_fd: dict[int, EventStream] = {}
+        self._poller = select.epoll()
         self._closed = False
         self._publisher: threading.Thread | None = None
 
@@ -171,6 +175,11 @@ class Board:
             self._changed.notify_all()
         return seq, body
 
+    def latest(self) -> tuple[int, bytes] | None:
+        """The newest published snapshot (number, JSON), if any."""
+        with self._lock:
+            return self._history[-1] if self._history else None
+
     def published(self, seq: int) -> bytes | None:
         """Published snapshot `seq` as JSON, if still kept."""
         with self._lock:
@@ -192,6 +201,8 @@ class Board:
                 stream.done.set()
                 return stream.done
             self._streams.append(stream)
+            self._by_fd[sock.fileno()] = stream
+            self._poller.register(sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
             if self._publisher is None:
                 self._publisher = threading.Thread(target=self._publish_loop,
                                                    name="pktflow-dashboard", daemon=True)
@@ -222,7 +233,10 @@ class Board:
                     log.warning("dashboard: snapshot failed: %s: %s", type(e).__name__, e)
             else:
                 self._fan_out(b"id: %d\ndata: %s\n\n" % (seq, body))
-            time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+            # Until the next tick, end the streams whose page left (or sent anything: a
+            # page sends nothing after its request), so their connections are free at once.
+            while (left := self.interval - (time.monotonic() - started)) > 0:
+                self._end(self._departed(left))
 
     def _fan_out(self, event: bytes) -> None:
         """One thread writes to every stream without blocking (a woken thread per page
@@ -236,7 +250,7 @@ class Board:
             if not s.pending:
                 s.pending = event
             try:
-                sent = send_now(s.sock.fileno(), s.pending)
+                sent = send_now(s.fd, s.pending)
             except OSError:
                 ended.append(s)
                 continue
@@ -247,11 +261,30 @@ class Board:
                 s.stuck_since = now
             elif now - s.stuck_since > WRITE_SECONDS:
                 ended.append(s)
-        if ended:
+        self._end(ended)
+
+    def _departed(self, timeout: float) -> list[EventStream]:
+        """Streams whose client closed, failed or wrote, waiting up to `timeout`."""
+        gone = []
+        for fd, _ in self._poller.poll(timeout):
             with self._lock:
-                self._streams = [s for s in self._streams if s not in ended]
-            for s in ended:
-                s.done.set()
+                stream = self._by_fd.get(fd)
+            if stream is not None:
+                gone.append(stream)
+        return gone
+
+    def _end(self, streams: list[EventStream]) -> None:
+        """Forget `streams` and let their handler threads close the connections."""
+        if not streams:
+            return
+        with self._lock:
+            for s in streams:
+                if self._by_fd.get(s.fd) is s:
+                    del self._by_fd[s.fd]
+                    self._poller.unregister(s.fd)
+            self._streams = [s for s in self._streams if s not in streams]
+        for s in streams:
+            s.done.set()
 
     def close(self) -> None:
         """Stop the publisher and release waiting event streams."""
@@ -260,10 +293,13 @@ class Board:
             self._changed.notify_all()
             publisher = self._publisher
             streams, self._streams = self._streams, []
+            self._by_fd.clear()
         for s in streams:
             s.done.set()
         if publisher is not None:
             publisher.join(timeout=5)
+        if publisher is None or not publisher.is_alive():
+            self._poller.close()
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
@@ -444,6 +480,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         self.wfile.write(b"retry: 1000\n\n")
+        latest = self.server.board.latest()
+        if latest is not None:  # the page draws at once, not at the next tick
+            self.wfile.write(b"id: %d\ndata: %s\n\n" % latest)
         # The publisher writes the events; this thread only waits for the stream to end.
         self.server.board.follow(self.connection).wait()
 

@@ -179,6 +179,29 @@ def test_event_stream_sends_numbered_snapshots(forwarder):
         "tx_packets"]
 
 
+def test_a_page_that_leaves_frees_its_connection_at_once():
+    board = Board(interval=1.0)
+    board.attach("n", lambda: {"n": 1})
+    server = StatsHTTPServer(board, ("127.0.0.1", 0))
+    try:
+        pages = [socket.create_connection(server.address, timeout=5) for _ in range(20)]
+        for s in pages:
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while b"\nid: " not in data:  # the newest snapshot comes at once
+                data += s.recv(65536)
+        assert board.streams == 20
+        for s in pages:
+            s.close()
+        left = time.monotonic()
+        while server.connections and time.monotonic() - left < 5:
+            time.sleep(0.01)
+        assert server.connections == 0 and board.streams == 0
+        assert time.monotonic() - left < 0.5  # not at the next snapshot, 1 s later
+    finally:
+        server.close()
+
+
 def test_a_failing_source_shows_its_error_and_the_others_still_serve():
     def broken() -> dict:
         raise RuntimeError("counters gone")
