@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 
 FLOWS = 256
-WORK = 20_000  # rounds per packet: about 0.1 ms of CPU, so one instance carries ~10 kpps
-OFFERED_PPS = 40_000  # more than two instances carry
+WORK = 60_000  # rounds per packet: about 0.1 ms of CPU, so one instance carries ~8 kpps
+OFFERED_PPS = 24_000  # about 3x what one instance carries: more than two carry
 SECONDS = 4.0
 WARMUP = 1.5
 
@@ -40,13 +40,19 @@ def main() -> None:
         print(f"scaleout N={n} carried: {load.carried_pps:.0f} pps")
         for i, (pps, share) in enumerate(zip(load.per_instance_pps, load.shares,
                                              strict=True), 1):
+            cores = load.cores_used[i - 1]
             print(f"scaleout N={n} instance {i} (core {so.cores[i - 1]}): {pps:.0f} pps "
                   f"carried of {load.arrived_pps[i - 1]:.0f} pps that reached it ({share:.1%} "
-                  f"of the spread frames; the rest overflowed its receive ring)")
+                  f"of the spread frames; the rest overflowed its receive ring), "
+                  f"{cores:.2f} cores used, {pps / max(cores, 1e-9):.0f} pps per core")
     one, two = carried[1], carried[2]
     print(f"ratio carried N=2/N=1: {two.carried_pps / one.carried_pps:.2f}")
     print(f"ratio per-instance N=2/N=1: "
           f"{min(two.per_instance_pps) / one.per_instance_pps[0]:.2f} (slower instance)")
+    print(f"ratio NF cores used N=2/N=1: {sum(two.cores_used) / sum(one.cores_used):.2f}")
+    per_core = [ld.carried_pps / max(sum(ld.cores_used), 1e-9) for ld in (one, two)]
+    print(f"ratio carried per NF core N=2/N=1: {per_core[1] / per_core[0]:.2f} "
+          f"(1.00: each instance is CPU-bound and the spreader adds none)")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

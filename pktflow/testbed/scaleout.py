@@ -56,6 +56,7 @@ class Snapshot:
     spread: list[int]
     nf_out: list[int]
     sink: list[int]
+    cpu: list[float]  # seconds of CPU each NF process used so far
 
     def minus(self, old: Snapshot) -> Snapshot:
         def d(a: list[int], b: list[int]) -> list[int]:
@@ -63,7 +64,8 @@ class Snapshot:
 
         return Snapshot(self.when - old.when, self.sent - old.sent,
                         self.router_in - old.router_in, d(self.spread, old.spread),
-                        d(self.nf_out, old.nf_out), d(self.sink, old.sink))
+                        d(self.nf_out, old.nf_out), d(self.sink, old.sink),
+                        [x - y for x, y in zip(self.cpu, old.cpu, strict=True)])
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Load:
     per_instance_pps: list[float]
     shares: list[float]  # of the frames the router spread, per instance
     arrived_pps: list[float]  # what the router handed each instance's host
+    cores_used: list[float]  # CPU seconds per second each NF process got
 
 
 def link_counters(ns: str, ifname: str) -> dict[str, int]:
@@ -84,6 +87,13 @@ def link_counters(ns: str, ifname: str) -> dict[str, int]:
     stats = doc[0]["stats64"]
     return {"rx": int(stats["rx"]["packets"]), "tx": int(stats["tx"]["packets"]),
             "rx_dropped": int(stats["rx"]["dropped"])}
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system, all threads) a process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def link_mac(ns: str, ifname: str) -> str:
@@ -235,7 +245,7 @@ class ScaleOut:
         sink = [link_counters(lab.ns("sink"), f"s{i}")["rx"] for i in ids]
         return Snapshot(time.monotonic(), link_counters(lab.ns("gen"), "g0")["tx"],
                         link_counters(lab.ns("rtr"), "r0")["rx"], [s["rx"] for s in spread],
-                        out, sink)
+                        out, sink, [process_cpu(nf.proc.pid) for nf in self.nfs])
 
     def settle(self, timeout: float = 30.0, quiet: float = 2.0) -> Snapshot:
         """Wait until the generator is done and every frame it sent is accounted for at
@@ -272,7 +282,7 @@ class ScaleOut:
         spread = sum(d.spread) or 1
         return Load(self.n, d.sent / d.when, sum(d.sink) / d.when,
                     [x / d.when for x in d.sink], [x / spread for x in d.spread],
-                    [x / d.when for x in d.spread])
+                    [x / d.when for x in d.spread], [x / d.when for x in d.cpu])
 
     def nf_received(self) -> list[int]:
         """Packets each NF's graph took in (its own count)."""
