@@ -6,7 +6,8 @@ generator sent reaches the sink, no drop anywhere); then the soak runs at that r
 prints RSS at start, end and peak, whether the counters are conserved, and unexplained
 drops (frames neither delivered nor counted by any port or NF counter; must be 0).
 Settings: SOAK_SECONDS, SOAK_DRIVER (xdp or packet), SOAK_SAMPLE (seconds between
-samples), SOAK_SEARCH (seconds per search step). Needs root (namespaces, AF_XDP).
+samples), SOAK_SEARCH (seconds per search step), SOAK_FACTOR (run at this share of the
+rate found, default 1). Needs root (namespaces, AF_XDP).
 """
 
 from __future__ import annotations
@@ -101,11 +102,12 @@ def main() -> int:
     driver = os.environ.get("SOAK_DRIVER", "xdp")
     sample = float(os.environ.get("SOAK_SAMPLE", 5))
     step = float(os.environ.get("SOAK_SEARCH", 3))
+    factor = float(os.environ.get("SOAK_FACTOR", 1))
     if os.geteuid() != 0:
         print("soak: needs root (network namespaces, AF_PACKET/AF_XDP)", file=sys.stderr)
         return 2
     with make_lab("sk") as lab:
-        rate = search(lab, driver, step)
+        rate = search(lab, driver, step) * factor
         if rate <= 0:
             print("soak: no loss-free rate found", file=sys.stderr)
             return 1
