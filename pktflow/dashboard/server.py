@@ -188,9 +188,9 @@ class Board:
                     return body
         return None
 
-    def follow(self, sock: socket.socket) -> threading.Event:
-        """Hand an event-stream connection to the publisher, which writes every new
-        snapshot to it from then on; the returned event is set once the stream ended."""
+    def follow(self, sock: socket.socket, first: bytes = b"") -> threading.Event:
+        """Hand an event-stream connection to the publisher, which writes `first` and then
+        every new snapshot to it; the returned event is set once the stream ended."""
         sock.setblocking(False)
         # A fixed send buffer: bounded kernel memory per page (autotuning could give each
         # of hundreds of pages megabytes) and a page that stops reading is found sooner.
@@ -198,6 +198,13 @@ class Board:
         stream = EventStream(sock)
         with self._lock:
             if self._closed:
+                stream.done.set()
+                return stream.done
+            # Written under the lock, so a page counted in `streams` has had its first
+            # event and the publisher's next event cannot come before it.
+            try:
+                stream.pending = first[send_now(stream.fd, first):] if first else b""
+            except OSError:
                 stream.done.set()
                 return stream.done
             self._streams.append(stream)
@@ -480,11 +487,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         self.wfile.write(b"retry: 1000\n\n")
+        self.wfile.flush()
         latest = self.server.board.latest()
-        if latest is not None:  # the page draws at once, not at the next tick
-            self.wfile.write(b"id: %d\ndata: %s\n\n" % latest)
+        # The page draws at once, not at the next tick.
+        first = b"id: %d\ndata: %s\n\n" % latest if latest is not None else b""
         # The publisher writes the events; this thread only waits for the stream to end.
-        self.server.board.follow(self.connection).wait()
+        self.server.board.follow(self.connection, first).wait()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         return None  # keep the NF's log for the NF
