@@ -36,8 +36,13 @@ def run_target(name: str, seconds: float, runs: int, seed: int, work: Path,
     cmd = [sys.executable, "-m", "fuzz.run", name, str(out), *flags, str(corpus),
            str(HERE / "corpus" / name)]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent,
-                          timeout=seconds + 300)
+    scratch = tempfile.mkdtemp(prefix="pktflow-fuzz-")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent,
+                              timeout=seconds + 300,
+                              env={**os.environ, "PKTFLOW_FUZZ_TMP": scratch})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     took = time.monotonic() - started
     done = re.findall(r"Done (\d+) runs", proc.stderr)
     crashes = sorted(out.glob(f"crash-{name}-*.json"))

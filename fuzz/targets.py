@@ -8,8 +8,10 @@ Targets write nothing outside a private temporary directory and never send packe
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import tempfile
 import types
@@ -31,7 +33,13 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-_TMP = Path(tempfile.mkdtemp(prefix="pktflow-fuzz-"))
+# Files the targets write go to a private directory: the runner's (removed by it, since
+# libFuzzer ends its process without Python's exit handlers) or one removed at exit.
+if os.environ.get("PKTFLOW_FUZZ_TMP"):
+    _TMP = Path(os.environ["PKTFLOW_FUZZ_TMP"])
+else:
+    _TMP = Path(tempfile.mkdtemp(prefix="pktflow-fuzz-"))
+    atexit.register(shutil.rmtree, _TMP, True)
 
 
 def scratch(name: str, data: bytes) -> Path:
