@@ -182,8 +182,10 @@ def _load_builtin_drivers() -> None:
 def parse_port_spec(spec: str) -> tuple[int, str, str]:
     """'0=mem:a' -> (0, 'mem', 'a')."""
     id_text, eq, rest = spec.partition("=")
+    id_text = id_text.strip()
     scheme, colon, args = rest.partition(":")
-    if not eq or not colon or not id_text.strip().isdigit() or not scheme:
+    # isdigit() alone admits '²' and other digits int() refuses: ASCII only.
+    if not eq or not colon or not (id_text.isascii() and id_text.isdigit()) or not scheme:
         raise PortSpecError(
             f'bad port spec "{spec}": expected ID=DRIVER:ARGS, for example 0=mem:a '
             f"or 1=pcap:in.pcap,out.pcap"

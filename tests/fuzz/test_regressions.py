@@ -61,3 +61,22 @@ def test_ipv6_ah_header_shorter_than_its_fixed_fields_is_malformed():
         pkt = build.put(pool, 0, bytes(raw))
         assert bool(pkt.flags & M.F_BAD_L3) != ok, length_field
         assert pkt.has("udp") == ok
+
+
+@pytest.mark.parametrize("spec", ["\xb2=mem:a", "\u0660=mem:a", "=mem:a", "x=mem:a"])
+def test_port_spec_with_an_odd_id_is_a_port_spec_error(spec):
+    """fuzz port_spec: a digit int() refuses ('²') raised ValueError; it must be the
+    PortSpecError that names the spec and the expected form."""
+    from pktflow.ports.base import PortSpecError, parse_port_spec
+
+    with pytest.raises(PortSpecError, match="expected ID=DRIVER:ARGS"):
+        parse_port_spec(spec)
+
+
+def test_port_spec_id_is_read_as_stripped():
+    """fuzz port_spec: '\x1c0' passed the check as '0' (str.strip() removes the control
+    character) but int() was given the unstripped text and raised ValueError."""
+    from pktflow.ports.base import parse_port_spec
+
+    assert parse_port_spec("\x1c0=mem:a") == (0, "mem", "a")
+    assert parse_port_spec(" 1 =mem:a") == (1, "mem", "a")
