@@ -23,9 +23,6 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "pktflow"
 LAYERS = {
     "": 0,  # pktflow/__init__.py
     "cache": 0,
-    # The statistics HTTP server imports nothing of pktflow; the NF's statistics (flow)
-    # and the generator's (pktgen) both serve through it.
-    "dashboard.server": 0,
     "packet": 1,
     "ports": 2,
     "acl": 3,

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
 from pktflow.flow.bound import kernel_bound_objects
+from pktflow.flow.dashboard import BindError, Board, StatsHTTPServer
 from pktflow.flow.graph import FlowError, Node
 from pktflow.ports.base import Port
 
@@ -202,7 +202,7 @@ def prometheus(snap: dict[str, Any]) -> str:
 
 class StatsServer(StatsHTTPServer):
     """The NF's statistics server: JSON (/stats), Prometheus (/metrics), the dashboard
-    page (/) and its live events (/events), from daemon threads (see pktflow.dashboard)."""
+    page (/) and its live events (/events), from daemon threads (see pktflow.flow.dashboard)."""
 
     def __init__(self, stats: Callable[[], dict[str, Any]], address: tuple[str, int],
                  public: bool = False) -> None:

@@ -12,10 +12,10 @@ import json
 import sys
 import time
 
-from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
-from pktflow.dashboard.sources import attach_pktgen
 from pktflow.flow.config import ConfigError, parse_address
+from pktflow.flow.dashboard import BindError, Board, StatsHTTPServer
 from pktflow.packet.pcap import PcapError
+from pktflow.pktgen.board import attach_pktgen
 from pktflow.pktgen.commands import CommandError
 from pktflow.pktgen.engine import PktgenError
 from pktflow.pktgen.page import render_page

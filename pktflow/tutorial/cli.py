@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
-from pktflow.dashboard.sources import attach_pktgen
 from pktflow.flow.config import ConfigError, parse_address
+from pktflow.flow.dashboard import BindError, Board, StatsHTTPServer
 from pktflow.flow.stats import prometheus
+from pktflow.pktgen.board import attach_pktgen
 from pktflow.tutorial.runner import (
     DEFAULT_PACKETS,
     EXAMPLES,

@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 from pktflow.cli import main as cli_main
-from pktflow.dashboard import server as dash
-from pktflow.dashboard.server import BindError, Board, StatsHTTPServer
+from pktflow.flow import dashboard as dash
+from pktflow.flow.dashboard import BindError, Board, StatsHTTPServer
 
 
 def raw(address: tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
@@ -229,7 +229,7 @@ def test_non_local_bind_needs_public_flag_and_warns(caplog):
     for host in ("127.0.0.1", "localhost", "::1"):
         assert dash.is_local(host)
     assert not dash.is_local("0.0.0.0") and not dash.is_local("example.com")
-    with caplog.at_level(logging.WARNING, logger="pktflow.dashboard"):
+    with caplog.at_level(logging.WARNING, logger="pktflow.flow.dashboard"):
         server = StatsHTTPServer(Board(), ("0.0.0.0", 0), public=True)
         server.close()
     assert "open to the network" in caplog.text
@@ -284,8 +284,8 @@ def test_every_page_file_ships_with_the_package():
 
     root = Path(__file__).resolve().parents[2]
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["pktflow.dashboard"]
-    static = root / "pktflow" / "dashboard" / "static"
+        "package-data"]["pktflow.flow"]
+    static = root / "pktflow" / "flow" / "static"
     files = [p.relative_to(static.parent).as_posix() for p in static.rglob("*") if p.is_file()]
     assert "static/vendor/uPlot.iife.min.js" in files
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pktflow.dashboard.server import Board, StatsHTTPServer
+from pktflow.flow.dashboard import Board, StatsHTTPServer
 from pktflow.tutorial.cli import show_rig
 from pktflow.tutorial.runner import STEPS, StepRig
 

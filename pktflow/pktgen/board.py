@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pktflow.pktgen.page import main_rows
 
 if TYPE_CHECKING:
-    from pktflow.dashboard.server import Board
+    from pktflow.flow.dashboard import Board
     from pktflow.pktgen.engine import Engine
 
 # Generator counters exported to Prometheus, as pktflow_pktgen_<key>_total.

@@ -3,7 +3,7 @@
 A `Board` holds named sources ("nf", "pktgen"): functions that return a JSON-ready
 snapshot. `StatsHTTPServer` serves them from daemon threads:
 
-    /               the dashboard page (pktflow/dashboard/static)
+    /               the dashboard page (pktflow/flow/static)
     /stats          the first source's snapshot, fresh (`/stats/NAME` for another one)
     /snapshot       every source at once, numbered: {"seq", "time", "nf", "pktgen"};
                     `?seq=N` returns published snapshot N again (the last 64 are kept)
@@ -52,7 +52,7 @@ MAX_CONNECTIONS = 256  # open connections at once (pages hold one each); beyond:
 STREAM_SNDBUF = 256 * 1024  # kernel send buffer of one event stream, bytes
 KEEP = 64  # published snapshots kept for /snapshot?seq=N
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
-log = logging.getLogger("pktflow.dashboard")
+log = logging.getLogger(__name__)
 
 
 class BindError(ValueError):
