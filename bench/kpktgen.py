@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.wire import Figure, _rx_packets, _start, _stop, _window
+from bench.wire import Figure, best_of_rounds, rx_packets, start, stop, window
 from pktflow.testbed.net import VethLab
 
 SOURCE_TAR = Path("/usr/src/linux-source-6.12.tar.xz")
@@ -56,7 +56,7 @@ def _engine_script(lab: VethLab, host: str, samples: Path, ifname: str, dst_mac:
                    ) -> subprocess.Popen:
     """The kernel's sample script, run unchanged against this host's own engine."""
     with open(log, "w") as out:
-        return _start(lab, host, *(("taskset", "-c", CPU) if pin else ()), sys.executable,
+        return start(lab, host, *(("taskset", "-c", CPU) if pin else ()), sys.executable,
                       "-m", "pktflow",
                       "kpktgen", "serve", "--proc", "--socket", socket, "--", "bash",
                       str(samples / SAMPLE),
@@ -67,7 +67,7 @@ def _engine_script(lab: VethLab, host: str, samples: Path, ifname: str, dst_mac:
 def _wait_first(lab: VethLab, where: tuple[str, str], proc: subprocess.Popen, log: Path,
                 base: int) -> float:
     t0 = time.monotonic()
-    while _rx_packets(lab, *where) == base:
+    while rx_packets(lab, *where) == base:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}: {log.read_text()[-600:]}")
         if time.monotonic() - t0 > START_TIMEOUT:
@@ -81,17 +81,17 @@ def _engine_rate(lab: VethLab, samples: Path, tmp: Path, dst_mac: str, socket: s
     log = tmp / f"engine-{socket}.log"
     proc = _engine_script(lab, "src", samples, "s0", dst_mac, log, socket=socket)
     try:
-        _wait_first(lab, ("dst", "d0"), proc, log, _rx_packets(lab, "dst", "d0"))
+        _wait_first(lab, ("dst", "d0"), proc, log, rx_packets(lab, "dst", "d0"))
         time.sleep(SETTLE_S)
-        return _window(lab, ("dst", "d0"), None, proc.pid)
+        return window(lab, ("dst", "d0"), None, proc.pid)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def _engine_frame_conf(lab: VethLab, samples: Path, tmp: Path, dst_mac: str) -> Path:
     """trafgen's config: one frame the engine sent (captured on d0), byte for byte."""
     capture = tmp / "engine-frame.pcap"
-    dump = _start(lab, "dst", "tcpdump", "-i", "d0", "-c", "1", "-U", "-w", str(capture),
+    dump = start(lab, "dst", "tcpdump", "-i", "d0", "-c", "1", "-U", "-w", str(capture),
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)  # tcpdump is listening
@@ -100,10 +100,10 @@ def _engine_frame_conf(lab: VethLab, samples: Path, tmp: Path, dst_mac: str) -> 
         try:
             proc.wait(START_TIMEOUT)
         finally:
-            _stop(proc)
+            stop(proc)
         dump.wait(10)
     finally:
-        _stop(dump)
+        stop(dump)
     raw = capture.read_bytes() if capture.exists() else b""
     length = int.from_bytes(raw[32:36], "little") if len(raw) >= 40 else 0
     frame = raw[40:40 + length]
@@ -115,13 +115,13 @@ def _engine_frame_conf(lab: VethLab, samples: Path, tmp: Path, dst_mac: str) -> 
 
 
 def _trafgen_rate(lab: VethLab, conf: Path) -> Figure:
-    gen = _start(lab, "src", "taskset", "-c", CPU, "trafgen", "-o", "s0", "-i", str(conf),
+    gen = start(lab, "src", "taskset", "-c", CPU, "trafgen", "-o", "s0", "-i", str(conf),
                  "--cpus", "1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(SETTLE_S)
-        return _window(lab, ("dst", "d0"), None, gen.pid)
+        return window(lab, ("dst", "d0"), None, gen.pid)
     finally:
-        _stop(gen)
+        stop(gen)
 
 
 def _many_hosts(n: int, samples: Path, tmp: Path) -> None:
@@ -132,7 +132,7 @@ def _many_hosts(n: int, samples: Path, tmp: Path) -> None:
     with VethLab(f"kpb{os.getpid() % 1000}n{n}", hosts + ["sink"], links) as lab:
         procs, logs, setup = [], [], []
         try:
-            bases = [_rx_packets(lab, "sink", f"k{i}") for i in range(n)]
+            bases = [rx_packets(lab, "sink", f"k{i}") for i in range(n)]
             t0 = time.monotonic()
             for i, h in enumerate(hosts):
                 logs.append(tmp / f"host{n}-{i}.log")
@@ -144,15 +144,15 @@ def _many_hosts(n: int, samples: Path, tmp: Path) -> None:
                 _wait_first(lab, ("sink", f"k{i}"), procs[i], logs[i], bases[i])
                 setup.append(time.monotonic() - t0)
             time.sleep(SETTLE_S)
-            c0 = [_rx_packets(lab, "sink", f"k{i}") for i in range(n)]
+            c0 = [rx_packets(lab, "sink", f"k{i}") for i in range(n)]
             w0 = time.monotonic()
             time.sleep(RUN_S)
-            c1 = [_rx_packets(lab, "sink", f"k{i}") for i in range(n)]
+            c1 = [rx_packets(lab, "sink", f"k{i}") for i in range(n)]
             seconds = time.monotonic() - w0
             alive = sum(p.poll() is None for p in procs)
         finally:
             for p in procs:
-                _stop(p)
+                stop(p)
     rates = [(b - a) / seconds for a, b in zip(c0, c1, strict=True)]
     print(f"kpktgen {n} hosts at once: total {sum(rates) / 1e6:.3f} Mpps; per host "
           + " ".join(f"{r / 1e6:.3f}" for r in rates) + " Mpps "
@@ -184,27 +184,20 @@ def main() -> None:
                      [("src", "s0", "dst", "d0")]) as lab:
             dst_mac = _mac(lab, "dst", "d0")
             conf = _engine_frame_conf(lab, samples, tmp, dst_mac)
-            best: dict[str, Figure] = {}
-            contenders = (
+            contenders = [
                 ("pktflow engine af_packet",
                  lambda: _engine_rate(lab, samples, tmp, dst_mac, "packet")),
                 ("pktflow engine af_xdp",
                  lambda: _engine_rate(lab, samples, tmp, dst_mac, "xdp")),
-                ("trafgen af_packet", lambda: _trafgen_rate(lab, conf)))
-            for _round in range(2):
-                for name, run in contenders:
-                    try:
-                        fig = run()
-                    except Exception as e:  # one contender failing must not hide the others
-                        print(f"{name}: failed: {e}", flush=True)
-                        continue
-                    if name not in best or fig.pps > best[name].pps:
-                        best[name] = fig
-            for name, fig in best.items():
+                ("trafgen af_packet", lambda: _trafgen_rate(lab, conf))]
+
+            def show(name: str, fig: Figure) -> None:
                 how = f" driven by {SAMPLE}" if name.startswith("pktflow") else \
                     " (TX_RING), the engine's frame"
                 print(f"generate {name}{how}: {fig.pps / 1e6:.3f} Mpps (one veth, CPU {CPU}, "
                       f"60 B + FCS; CPU {fig.cpu:.2f} cores)", flush=True)
+
+            best = best_of_rounds(contenders, show)
             peer = best.get("trafgen af_packet")
             for name, label in (("pktflow engine af_packet", "both AF_PACKET"),
                                 ("pktflow engine af_xdp", "engine AF_XDP, trafgen AF_PACKET")):

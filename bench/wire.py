@@ -53,7 +53,7 @@ class Figure:
     cpu: float = 0.0
 
 
-def _rx_packets(lab: VethLab, host: str, ifname: str) -> int:
+def rx_packets(lab: VethLab, host: str, ifname: str) -> int:
     out = subprocess.run(["ip", "-n", lab.ns(host), "-s", "-j", "link", "show", ifname],
                          capture_output=True, text=True, check=True).stdout
     return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
@@ -73,22 +73,22 @@ def _cpu_seconds(pgid: int) -> float:
     return total / CLK_TCK
 
 
-def _window(lab: VethLab, counted: tuple[str, str], offered: tuple[str, str] | None,
+def window(lab: VethLab, counted: tuple[str, str], offered: tuple[str, str] | None,
             pid: int) -> Figure:
     """Rates over RUN_S: packets arriving at `counted` (host, interface), at `offered`,
     and the CPU the process group of `pid` used."""
-    c0 = _rx_packets(lab, *counted)
-    o0 = _rx_packets(lab, *offered) if offered else 0
+    c0 = rx_packets(lab, *counted)
+    o0 = rx_packets(lab, *offered) if offered else 0
     cpu0, t0 = _cpu_seconds(pid), time.monotonic()
     time.sleep(RUN_S)
-    c1 = _rx_packets(lab, *counted)
-    o1 = _rx_packets(lab, *offered) if offered else 0
+    c1 = rx_packets(lab, *counted)
+    o1 = rx_packets(lab, *offered) if offered else 0
     cpu1, t1 = _cpu_seconds(pid), time.monotonic()
     seconds = t1 - t0
     return Figure((c1 - c0) / seconds, (o1 - o0) / seconds, (cpu1 - cpu0) / seconds)
 
 
-def _start(lab: VethLab, host: str, *argv: str, **kwargs) -> subprocess.Popen:
+def start(lab: VethLab, host: str, *argv: str, **kwargs) -> subprocess.Popen:
     """Start a contender in a host's namespace, in a process group of its own: trafgen
     forks a worker per CPU, and stopping must reach every one of them."""
     return lab.exec(host, *argv, start_new_session=True, **kwargs)
@@ -98,10 +98,10 @@ def _trafgen(lab: VethLab, conf: Path, rate: str | None, cpus: int | None = None
              ) -> subprocess.Popen:
     argv = ["trafgen", "-o", "s0", "-i", str(conf)] + (["-b", rate] if rate else [])
     argv += ["--cpus", str(cpus)] if cpus else []
-    return _start(lab, "src", *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start(lab, "src", *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen) -> None:
     """SIGINT the contender's process group (as Ctrl-C would), SIGKILL it if it lingers."""
     for sig in (signal.SIGINT, signal.SIGKILL):
         try:
@@ -124,7 +124,7 @@ def _forward_pktflow(lab: VethLab, tmp: Path, driver: str, conf: Path, rate: str
     program.write_text("def build(nf):\n    nf.sender(nf.receiver(0), 1)\n")
     log = tmp / f"nf-{driver}.log"
     with open(log, "w") as out:
-        nf = _start(lab, "fwd", sys.executable, "-m", "pktflow", "flow", "run", str(program),
+        nf = start(lab, "fwd", sys.executable, "-m", "pktflow", "flow", "run", str(program),
                     "--port", f"0={driver}:f0", "--port", f"1={driver}:f1",
                     # CPU 1, as testpmd's forwarding lcore (-l 0-1: lcore 0 only waits
                     # for Enter); trafgen's single sender runs on CPU 0.
@@ -132,7 +132,7 @@ def _forward_pktflow(lab: VethLab, tmp: Path, driver: str, conf: Path, rate: str
     try:
         return _forward_run(lab, nf, conf, log, rate)
     finally:
-        _stop(nf)
+        stop(nf)
 
 
 def _forward_testpmd(lab: VethLab, vdev: str, conf: Path, rate: str | None) -> Figure:
@@ -142,7 +142,7 @@ def _forward_testpmd(lab: VethLab, vdev: str, conf: Path, rate: str | None) -> F
     prefix = f"pftwire{os.getpid()}{vdev[4:]}{time.monotonic_ns() % 100000}"
     log = Path(tempfile.gettempdir()) / f"{prefix}.log"
     with open(log, "w") as out:
-        pmd = _start(lab, "fwd", "dpdk-testpmd", "--no-huge", "--file-prefix", prefix,
+        pmd = start(lab, "fwd", "dpdk-testpmd", "--no-huge", "--file-prefix", prefix,
                      "-m", "1024", "--no-pci", "-l", "0-1",
                      "--vdev", f"{vdev}0,{args.format('f0')}",
                      "--vdev", f"{vdev}1,{args.format('f1')}", "--",
@@ -157,7 +157,7 @@ def _forward_testpmd(lab: VethLab, vdev: str, conf: Path, rate: str | None) -> F
             pmd.stdin.close()
         except (BrokenPipeError, OSError):
             pass
-        _stop(pmd)
+        stop(pmd)
         # testpmd's libxdp attaches without a BPF link (no bpffs here): a testpmd that had
         # to be killed leaves its program, which would swallow the next contender's frames.
         for ifname in ("f0", "f1"):
@@ -176,17 +176,17 @@ def _forward_run(lab: VethLab, forwarder: subprocess.Popen, conf: Path, log: Pat
         time.sleep(SETTLE_S)
         if forwarder.poll() is not None:
             raise RuntimeError(f"forwarder exited: {log.read_text()[-500:]}")
-        return _window(lab, ("dst", "d0"), ("fwd", "f0"), forwarder.pid)
+        return window(lab, ("dst", "d0"), ("fwd", "f0"), forwarder.pid)
     finally:
-        _stop(gen)
+        stop(gen)
 
 
 def _wait_arriving(lab: VethLab, where: tuple[str, str], proc: subprocess.Popen, log: Path,
                    timeout: float = START_TIMEOUT) -> None:
     """Wait until packets arrive at `where` (host, interface) while `proc` runs."""
-    first = _rx_packets(lab, *where)
+    first = rx_packets(lab, *where)
     deadline = time.monotonic() + timeout
-    while _rx_packets(lab, *where) - first < 1000:
+    while rx_packets(lab, *where) - first < 1000:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}: {log.read_text()[-500:]}")
         if time.monotonic() > deadline:
@@ -200,33 +200,33 @@ def _generate_pktflow(lab: VethLab, tmp: Path, *specs: str) -> Figure:
     log = tmp / "pktgen.log"
     ports = [a for i, spec in enumerate(specs) for a in ("--port", f"{i}={spec}")]
     with open(log, "w") as out:
-        gen = _start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", *ports,
+        gen = start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", *ports,
                      "--run-for", str(START_TIMEOUT + 30), "--json",
                      "-f", "/dev/null", stdout=out, stderr=subprocess.STDOUT)
     try:
         # Sending starts once the generator has loaded: wait for the first frames.
         _wait_arriving(lab, ("fwd", "f0"), gen, log)
         time.sleep(SETTLE_S)
-        return _window(lab, ("fwd", "f0"), None, gen.pid)
+        return window(lab, ("fwd", "f0"), None, gen.pid)
     finally:
-        _stop(gen)
+        stop(gen)
 
 
 def _pktflow_frame_conf(lab: VethLab, tmp: Path) -> Path:
     """A trafgen configuration that sends the very frame pktflow's generator sends by
     default (captured on the wire), so both generators make the kernel do the same work."""
     capture = tmp / "pktflow-frame.pcap"
-    dump = _start(lab, "fwd", "tcpdump", "-i", "f0", "-c", "1", "-U", "-w", str(capture),
+    dump = start(lab, "fwd", "tcpdump", "-i", "f0", "-c", "1", "-U", "-w", str(capture),
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)  # tcpdump is listening
-        gen = _start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", "--port",
+        gen = start(lab, "src", sys.executable, "-m", "pktflow", "pktgen", "--port",
                      "0=packet:s0", "--count", "10", stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gen.wait(START_TIMEOUT)
         dump.wait(10)
     finally:
-        _stop(dump)
+        stop(dump)
     raw = capture.read_bytes()
     # pcap: a 24-byte file header, a 16-byte record header (its third word: stored bytes).
     length = int.from_bytes(raw[32:36], "little")
@@ -242,12 +242,12 @@ def _generate_trafgen(lab: VethLab, conf: Path, cpus: int | None = None) -> Figu
     gen = _trafgen(lab, conf, None, cpus)
     try:
         time.sleep(SETTLE_S)
-        return _window(lab, ("fwd", "f0"), None, gen.pid)
+        return window(lab, ("fwd", "f0"), None, gen.pid)
     finally:
-        _stop(gen)
+        stop(gen)
 
 
-def _best_of_rounds(contenders: list[tuple[str, Callable[[], Figure]]],
+def best_of_rounds(contenders: list[tuple[str, Callable[[], Figure]]],
                     show: Callable[[str, Figure], None]) -> dict[str, Figure]:
     best: dict[str, Figure] = {}
     for _round in range(ROUNDS):
@@ -289,7 +289,7 @@ def main() -> None:
                       f"{f.offered / 1e6:.3f} offered ({100 * f.pps / max(f.offered, 1):.1f}%,"
                       f" 64 B; forwarder CPU {f.cpu:.2f} cores)", flush=True)
 
-            fwd = _best_of_rounds([
+            fwd = best_of_rounds([
                 ("pktflow af_xdp", lambda r=rate: _forward_pktflow(lab, tmp, "xdp", conf, r)),
                 ("testpmd af_xdp", lambda r=rate: _forward_testpmd(lab, "net_af_xdp", conf, r)),
                 ("pktflow af_packet",
@@ -319,7 +319,7 @@ def main() -> None:
                             "rx", "2", "tx", "2"], capture_output=True)
         same = _pktflow_frame_conf(lab, tmp)
         mine = ("pktflow xdp", "pktflow xdp 2 queues", "pktflow packet")
-        gen = _best_of_rounds([
+        gen = best_of_rounds([
             (mine[0], lambda: _generate_pktflow(lab, tmp, "xdp:s0")),
             (mine[1], lambda: _generate_pktflow(lab, tmp, "xdp:s0", "xdp:s0,queue=1")),
             (mine[2], lambda: _generate_pktflow(lab, tmp, "packet:s0")),
