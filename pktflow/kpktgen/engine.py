@@ -32,6 +32,7 @@ from numba import njit
 from pktflow.kpktgen import params as P
 from pktflow.kpktgen.params import DeviceConfig, DeviceState, WriteOutcome
 from pktflow.packet import meta as M
+from pktflow.packet.checksum import checksum_adjust, put_word16, word16
 from pktflow.packet.pool import Batch, Pool
 from pktflow.pktgen.config import (
     F_DST_IP,
@@ -171,26 +172,6 @@ def open_port(ifname: str, xmit_mode: str, kind: str = "auto") -> Port:
 
 # ----------------------------------------------------------------------------- per packet
 
-@njit(cache=True, nogil=True, inline="always")
-def _csum_add(csum, old, new):
-    """Ones'-complement checksum `csum` after a 16-bit word changes from old to new."""
-    s = (~csum & 0xFFFF) + (~old & 0xFFFF) + new
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _get16(d, o):
-    return (np.int64(d[o]) << 8) | np.int64(d[o + 1])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _set16(d, o, v):
-    d[o] = (v >> 8) & 0xFF
-    d[o + 1] = v & 0xFF
-
-
 @njit(cache=True, nogil=True)
 def _special_dst(a):
     """Addresses a random IPv4 destination skips, as the kernel does."""
@@ -224,15 +205,13 @@ def stamp_batch(data, meta, idx, n, l3, l4, pay, ipv4, st, flows, dmin, dmax, ds
     time, and the UDP checksum (kept exact with UDPCSUM, else zero as the kernel sends).
     `repeat` consecutive frames carry one built packet (clone_skb/burst): same id and
     sequence number. st = [seq, ip_id, curfl, nflows, cur_daddr, lflow, cflows, flow_seq]."""
-    row = data.shape[1]
-    d = data.reshape(-1)
     cflows = st[6]
     for k in range(n):
         b = np.int64(idx[k])
-        at = b * row + np.int64(meta[b, M.START])
+        at = np.int64(meta[b, M.START])
         ipc = at + l3 + 10
         uc = at + l4 + 6
-        ucs = _get16(d, uc)
+        ucs = word16(data, b, uc)
         if ipv4 and (cflows > 0 or (dst_rnd and dmin < dmax)):
             if cflows > 0:
                 # pick the flow as the kernel's f_pick does; a flow keeps its destination
@@ -264,29 +243,29 @@ def stamp_batch(data, meta, idx, n, l3, l4, pay, ipv4, st, flows, dmin, dmax, ds
                 st[4] = daddr
             for w in range(2):
                 o = at + l3 + 16 + 2 * w
-                old = _get16(d, o)
+                old = word16(data, b, o)
                 new = (daddr >> (16 - 16 * w)) & 0xFFFF
-                _set16(d, o, new)
-                _set16(d, ipc, _csum_add(_get16(d, ipc), old, new))
-                ucs = _csum_add(ucs, old, new)
+                put_word16(data, b, o, new)
+                put_word16(data, b, ipc, checksum_adjust(word16(data, b, ipc), old, new))
+                ucs = checksum_adjust(ucs, old, new)
         seq = st[0] + k // repeat
         ipid = (st[1] + k // repeat) & 0xFFFF
         if ipv4:
             o = at + l3 + 4
-            old = _get16(d, o)
-            _set16(d, o, ipid)
-            _set16(d, ipc, _csum_add(_get16(d, ipc), old, ipid))
+            old = word16(data, b, o)
+            put_word16(data, b, o, ipid)
+            put_word16(data, b, ipc, checksum_adjust(word16(data, b, ipc), old, ipid))
         vals = (seq >> 16, seq, tv_sec >> 16, tv_sec, tv_usec >> 16, tv_usec)
         for w in range(6):
             o = at + pay + 4 + 2 * w
-            old = _get16(d, o)
+            old = word16(data, b, o)
             new = vals[w] & 0xFFFF
-            _set16(d, o, new)
-            ucs = _csum_add(ucs, old, new)
+            put_word16(data, b, o, new)
+            ucs = checksum_adjust(ucs, old, new)
         if udpcsum:
-            _set16(d, uc, 0xFFFF if ucs == 0 else ucs)
+            put_word16(data, b, uc, 0xFFFF if ucs == 0 else ucs)
         else:
-            _set16(d, uc, 0)
+            put_word16(data, b, uc, 0)
     st[0] += (n + repeat - 1) // repeat
     st[1] += (n + repeat - 1) // repeat
 
