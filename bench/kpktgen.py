@@ -4,11 +4,12 @@
     /proc/net/pktgen in a private mount namespace, driven by the kernel's unmodified
     samples/pktgen/pktgen_sample01_simple.sh, against trafgen sending one of the engine's
     own frames (captured on the wire), byte for byte, both pinned to the same CPU.
-(b) N hosts (N = 2, 4, 8; VethLab namespaces, each linked to one sink) run that script at
-    once, each against its own engine: total and per-host rate, and set-up time per host
-    (launch to first frame at the sink: interpreter, mount, the script's configuration).
+(b) N Mininet hosts (N = 2, 4, 8, `pktflow testbed kpktgen`, each linked to one sink) run
+    that script at once, each against its own engine: total and per-host rate at the sink
+    (each host's first to last frame), whether all were sending at once, and set-up time
+    per host (testbed, then launch to first frame: interpreter, engine, FUSE mount).
 
-Rates are the receiving interface's packet counter over the same window for everyone.
+Rates in (a) are the receiving interface's packet counter over the same window for all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.wire import Figure, best_of_rounds, rx_packets, start, stop, window
+from pktflow.testbed.kpktgen import run_on_hosts
 from pktflow.testbed.net import VethLab
 
 SOURCE_TAR = Path("/usr/src/linux-source-6.12.tar.xz")
@@ -34,6 +36,7 @@ RUN_S = 3.0
 SETTLE_S = 1.0
 START_TIMEOUT = 60.0
 HOSTS = (2, 4, 8)
+HOST_COUNT = 300_000  # frames each host sends in the many-hosts runs
 
 
 def extract_samples(dest: Path) -> Path:
@@ -124,43 +127,28 @@ def _trafgen_rate(lab: VethLab, conf: Path) -> Figure:
         stop(gen)
 
 
-def _many_hosts(n: int, samples: Path, tmp: Path) -> None:
-    """n hosts, each its own engine running the sample at once; per-host rates over one
-    window in which every host is sending."""
-    hosts = [f"h{i}" for i in range(n)]
-    links = [(h, f"g{i}", "sink", f"k{i}") for i, h in enumerate(hosts)]
-    with VethLab(f"kpb{os.getpid() % 1000}n{n}", hosts + ["sink"], links) as lab:
-        procs, logs, setup = [], [], []
-        try:
-            bases = [rx_packets(lab, "sink", f"k{i}") for i in range(n)]
-            t0 = time.monotonic()
-            for i, h in enumerate(hosts):
-                logs.append(tmp / f"host{n}-{i}.log")
-                # Not pinned: each engine's worker runs on its kpktgend_0's CPU (the sample
-                # uses thread 0), its interpreter and FUSE threads wherever there is room.
-                procs.append(_engine_script(lab, h, samples, f"g{i}",
-                                            _mac(lab, "sink", f"k{i}"), logs[-1], pin=False))
-            for i in range(n):
-                _wait_first(lab, ("sink", f"k{i}"), procs[i], logs[i], bases[i])
-                setup.append(time.monotonic() - t0)
-            time.sleep(SETTLE_S)
-            c0 = [rx_packets(lab, "sink", f"k{i}") for i in range(n)]
-            w0 = time.monotonic()
-            time.sleep(RUN_S)
-            c1 = [rx_packets(lab, "sink", f"k{i}") for i in range(n)]
-            seconds = time.monotonic() - w0
-            alive = sum(p.poll() is None for p in procs)
-        finally:
-            for p in procs:
-                stop(p)
-    rates = [(b - a) / seconds for a, b in zip(c0, c1, strict=True)]
-    print(f"kpktgen {n} hosts at once: total {sum(rates) / 1e6:.3f} Mpps; per host "
+def _many_hosts(n: int, samples: Path) -> None:
+    """n Mininet hosts, each with its own engine, run the sample at the same moment
+    (`pktflow testbed kpktgen`); per-host rates at the sink and set-up time."""
+    built: list[float] = []
+    t0 = time.monotonic()
+    _, runs = run_on_hosts(n, [str(samples / SAMPLE), "-i", "{intf}", "-m", "{dst_mac}",
+                               "-n", str(HOST_COUNT)], timeout=START_TIMEOUT + 60,
+                           on_ready=lambda tb: built.append(time.monotonic() - t0))
+    rates = [r.pps for r in runs]
+    sent = all(r.exit_code == 0 and r.rx_at_sink >= HOST_COUNT for r in runs)
+    firsts = [r.first_frame_s for r in runs if r.first_frame_s is not None]
+    lasts = [r.last_frame_s for r in runs if r.last_frame_s is not None]
+    overlap = len(firsts) == n and max(firsts) < min(lasts)
+    print(f"kpktgen {n} Mininet hosts at once: total {sum(rates) / 1e6:.3f} Mpps; per host "
           + " ".join(f"{r / 1e6:.3f}" for r in rates) + " Mpps "
-          f"(min {min(rates) / 1e6:.3f}); every host sending in the window: "
-          f"{'yes' if min(rates) > 0 and alive == n else 'no'}", flush=True)
-    print(f"kpktgen {n} hosts set-up: {sum(setup) / n:.2f} s per host from launch to its first "
-          f"frame, all started together (first {min(setup):.2f} s, last {max(setup):.2f} s)",
+          f"(min {min(rates) / 1e6:.3f}); every host sent its {HOST_COUNT} frames: "
+          f"{'yes' if sent else 'no'}; all sending at once: {'yes' if overlap else 'no'}",
           flush=True)
+    if built and firsts:
+        print(f"kpktgen {n} Mininet hosts set-up: testbed {built[0] / n:.2f} s per host; "
+              f"launch to first frame {min(firsts) - built[0]:.2f}-{max(firsts) - built[0]:.2f} s"
+              " (interpreter, engine, FUSE mount)", flush=True)
 
 
 def main() -> None:
@@ -205,7 +193,7 @@ def main() -> None:
                     print(f"ratio pktflow/trafgen ({label}): {best[name].pps / peer.pps:.2f}")
         for n in HOSTS:
             try:
-                _many_hosts(n, samples, tmp)
+                _many_hosts(n, samples)
             except Exception as e:
                 print(f"kpktgen {n} hosts: failed: {e}", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
