@@ -8,7 +8,7 @@ kpktgend thread that has devices, pinned to that CPU; frames are made by pktflow
 template synthesiser (`pktflow.pktgen.kernels.synth_batch`, which steps or draws the
 addresses, ports and sizes) plus one compiled pass that writes what is per packet in the
 kernel's frames (pktgen header sequence number and time, IP id, the flow's destination,
-the UDP checksum rule), and sent on an AF_XDP or AF_PACKET port.
+the UDP checksum rule; `stamp.py`), and sent on an AF_XDP or AF_PACKET port (`iface.py`).
 
 The engine knows nothing of FUSE: `fs.py` maps file reads and writes onto it.
 """
@@ -16,7 +16,6 @@ The engine knows nothing of FUSE: `fs.py` maps file reads and writes onto it.
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import socket
@@ -27,12 +26,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 from pktflow.kpktgen import params as P
+from pktflow.kpktgen.iface import (
+    ARPHRD_ETHER,
+    ARPHRD_LOOPBACK,
+    IfaceInfo,
+    iface_info,
+    ip6_text,
+    link_local,
+    open_port,
+)
 from pktflow.kpktgen.params import DeviceConfig, DeviceState, WriteOutcome
-from pktflow.packet import meta as M
-from pktflow.packet.checksum import checksum_adjust, put_word16, word16
+from pktflow.kpktgen.stamp import repeat_frames, stamp_batch
 from pktflow.packet.pool import Batch, Pool
 from pktflow.pktgen.config import (
     F_DST_IP,
@@ -59,232 +65,7 @@ log = logging.getLogger("pktflow.kpktgen")
 TX_ROUND = 1024  # packets one Python round makes at most per device
 MAX_SKB_FRAGS = 17
 ULLONG_MAX = (1 << 64) - 1
-ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
-IFF_UP = 0x1
-SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFADDR, SIOCETHTOOL = 0x8913, 0x8927, 0x8915, 0x8946
-ETHTOOL_GDRVINFO = 3
-# Drivers that clear IFF_TX_SKB_SHARING: the kernel refuses clone_skb and burst > 1 on them.
-NO_SKB_SHARING_DRIVERS = frozenset({"veth", "tun", "macvlan", "ipvlan", "bonding", "team"})
 SOCKETS = ("auto", "xdp", "packet")
-
-
-# ----------------------------------------------------------------------------- interfaces
-
-@dataclass(frozen=True)
-class IfaceInfo:
-    """What add_device and start need to know about a network interface."""
-
-    name: str
-    arptype: int
-    mac: bytes
-    up: bool
-    driver: str
-    tx_queues: int
-    ipv4: int  # first address, 0 if none
-
-    @property
-    def tx_skb_sharing(self) -> bool:
-        return self.arptype == ARPHRD_ETHER and self.driver not in NO_SKB_SHARING_DRIVERS
-
-
-def _ifreq(ifname: str, tail: bytes = b"") -> bytes:
-    return struct.pack("16s", ifname.encode()[:15]) + tail.ljust(24, b"\0")
-
-
-def iface_info(ifname: str) -> IfaceInfo | None:
-    """The interface `ifname` of this network namespace, or None if there is none."""
-    try:
-        socket.if_nametoindex(ifname)
-    except OSError:
-        return None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fd = s.fileno()
-        try:
-            flags = struct.unpack_from("H", fcntl.ioctl(fd, SIOCGIFFLAGS, _ifreq(ifname)), 16)[0]
-            hw = fcntl.ioctl(fd, SIOCGIFHWADDR, _ifreq(ifname))
-        except OSError:
-            return None
-        arptype = struct.unpack_from("H", hw, 16)[0]
-        mac = hw[18:24]
-        try:
-            addr = fcntl.ioctl(fd, SIOCGIFADDR, _ifreq(ifname))
-            ipv4 = int.from_bytes(addr[20:24], "big")
-        except OSError:
-            ipv4 = 0
-        drvinfo = bytearray(struct.pack("I", ETHTOOL_GDRVINFO) + bytes(192))
-        buf = ctypes_buffer(drvinfo)
-        try:
-            fcntl.ioctl(fd, SIOCETHTOOL, _ifreq(ifname, struct.pack("P", buf[1])))
-            driver = bytes(buf[0][4:36]).split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            driver = ""
-    try:
-        tx_queues = len([q for q in os.listdir(f"/sys/class/net/{ifname}/queues")
-                         if q.startswith("tx-")]) or 1
-    except OSError:
-        tx_queues = 1
-    return IfaceInfo(ifname, arptype, mac, bool(flags & IFF_UP), driver, tx_queues, ipv4)
-
-
-def link_local(ifname: str) -> str:
-    """The interface's IPv6 link-local address ("::" if it has none): the kernel's source
-    when src6 is not set."""
-    try:
-        with open("/proc/net/if_inet6") as f:
-            for line in f:
-                addr, _, _, scope, _, name = line.split()
-                if name == ifname and scope == "20":
-                    return _ip6_text(int(addr, 16))
-    except (OSError, ValueError):
-        pass
-    return "::"
-
-
-def _ip6_text(value: int) -> str:
-    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
-
-
-def ctypes_buffer(data: bytearray) -> tuple[object, int]:
-    """A C buffer holding `data` and its address (ethtool ioctls take a pointer)."""
-    import ctypes
-
-    buf = (ctypes.c_char * len(data)).from_buffer(data)
-    return data, ctypes.addressof(buf)
-
-
-def open_port(ifname: str, xmit_mode: str, kind: str = "auto") -> Port:
-    """A transmit port on `ifname`: AF_XDP when asked or possible for start_xmit (it skips
-    the qdisc, as the kernel's start_xmit does), else AF_PACKET; queue_xmit goes through
-    the qdisc, so it uses AF_PACKET without PACKET_QDISC_BYPASS."""
-    from pktflow.ports.afpacket import PacketPort
-    from pktflow.ports.afxdp import XdpPort
-
-    if xmit_mode == "start_xmit" and kind in ("auto", "xdp"):
-        try:
-            return XdpPort(0, ifname)
-        except PortError as e:
-            if kind == "xdp":
-                raise
-            log.info("%s: AF_XDP unavailable (%s); using AF_PACKET", ifname, e)
-    bypass = 1 if xmit_mode == "start_xmit" else 0
-    return PacketPort(0, f"{ifname},promisc=0,bypass={bypass}")
-
-
-# ----------------------------------------------------------------------------- per packet
-
-@njit(cache=True, nogil=True)
-def _special_dst(a):
-    """Addresses a random IPv4 destination skips, as the kernel does."""
-    top = a >> 24
-    return top == 127 or top == 0 or (a >> 28) == 14 or a == 0xFFFFFFFF \
-        or (a & 0xFFFFFF00) == 0xE0000000
-
-
-@njit(cache=True, nogil=True)
-def _next_daddr(cur, dmin, dmax, rnd):
-    """The kernel's next IPv4 destination: the next in [dmin, dmax], or a random one below
-    dmax that is not loopback, multicast, broadcast or 0.0.0.0/8."""
-    if dmin >= dmax:
-        return cur
-    if rnd:
-        a = np.random.randint(dmin, dmax)
-        while _special_dst(a):
-            a = np.random.randint(dmin, dmax)
-        return a
-    a = cur + 1
-    if a > dmax:
-        a = dmin
-    return a
-
-
-@njit(cache=True, nogil=True)
-def stamp_batch(data, meta, idx, n, l3, l4, pay, ipv4, st, flows, dmin, dmax, dst_rnd,
-                udpcsum, tv_sec, tv_usec, repeat):
-    """Write the per-packet fields of the kernel's frames into idx[:n], already made by
-    synth_batch: the flow's destination (flows > 0), IPv4 id, pktgen sequence number and
-    time, and the UDP checksum (kept exact with UDPCSUM, else zero as the kernel sends).
-    `repeat` consecutive frames carry one built packet (clone_skb/burst): same id and
-    sequence number. st = [seq, ip_id, curfl, nflows, cur_daddr, lflow, cflows, flow_seq]."""
-    cflows = st[6]
-    for k in range(n):
-        b = np.int64(idx[k])
-        at = np.int64(meta[b, M.START])
-        ipc = at + l3 + 10
-        uc = at + l4 + 6
-        ucs = word16(data, b, uc)
-        if ipv4 and (cflows > 0 or (dst_rnd and dmin < dmax)):
-            if cflows > 0:
-                # pick the flow as the kernel's f_pick does; a flow keeps its destination
-                fl = st[2]
-                if st[7]:
-                    if flows[fl, 0] >= st[5]:
-                        flows[fl, 0] = 0
-                        flows[fl, 1] = 0
-                        fl = fl + 1
-                        if fl >= cflows:
-                            fl = 0
-                else:
-                    fl = np.random.randint(0, cflows)
-                    if flows[fl, 0] > st[5]:
-                        flows[fl, 0] = 0
-                        flows[fl, 1] = 0
-                st[2] = fl
-                if flows[fl, 1]:
-                    daddr = flows[fl, 2]
-                else:
-                    daddr = _next_daddr(st[4], dmin, dmax, dst_rnd)
-                    st[4] = daddr
-                    flows[fl, 1] = 1
-                    flows[fl, 2] = daddr
-                    st[3] += 1
-                flows[fl, 0] += 1
-            else:
-                daddr = _next_daddr(st[4], dmin, dmax, dst_rnd)
-                st[4] = daddr
-            for w in range(2):
-                o = at + l3 + 16 + 2 * w
-                old = word16(data, b, o)
-                new = (daddr >> (16 - 16 * w)) & 0xFFFF
-                put_word16(data, b, o, new)
-                put_word16(data, b, ipc, checksum_adjust(word16(data, b, ipc), old, new))
-                ucs = checksum_adjust(ucs, old, new)
-        seq = st[0] + k // repeat
-        ipid = (st[1] + k // repeat) & 0xFFFF
-        if ipv4:
-            o = at + l3 + 4
-            old = word16(data, b, o)
-            put_word16(data, b, o, ipid)
-            put_word16(data, b, ipc, checksum_adjust(word16(data, b, ipc), old, ipid))
-        vals = (seq >> 16, seq, tv_sec >> 16, tv_sec, tv_usec >> 16, tv_usec)
-        for w in range(6):
-            o = at + pay + 4 + 2 * w
-            old = word16(data, b, o)
-            new = vals[w] & 0xFFFF
-            put_word16(data, b, o, new)
-            ucs = checksum_adjust(ucs, old, new)
-        if udpcsum:
-            put_word16(data, b, uc, 0xFFFF if ucs == 0 else ucs)
-        else:
-            put_word16(data, b, uc, 0)
-    st[0] += (n + repeat - 1) // repeat
-    st[1] += (n + repeat - 1) // repeat
-
-
-@njit(cache=True, nogil=True)
-def repeat_frames(data, meta, idx, n, repeat):
-    """Make idx[k] a copy of idx[k // repeat] (from the back, so sources survive):
-    clone_skb and burst send one built packet several times."""
-    for k in range(n - 1, -1, -1):
-        src = idx[k // repeat]
-        dst = idx[k]
-        if src == dst:
-            continue
-        ln = meta[src, M.LEN]
-        s0 = meta[src, M.START]
-        s1 = meta[dst, M.START]
-        for i in range(ln):
-            data[dst, s1 + i] = data[src, s0 + i]
-        meta[dst, M.LEN] = ln
 
 
 # ----------------------------------------------------------------------------- devices
@@ -542,8 +323,8 @@ class _DeviceTx:
         st.seq_num = int(self.state[0])
         st.nflows = int(self.state[3])
         if not self.ipv4:
-            st.cur_in6_saddr = _ip6_text(self.pcfg.src_ip6)
-            st.cur_in6_daddr = _ip6_text(self.pcfg.dst_ip6)
+            st.cur_in6_saddr = ip6_text(self.pcfg.src_ip6)
+            st.cur_in6_daddr = ip6_text(self.pcfg.dst_ip6)
 
     def last_size(self) -> int:
         """The kernel's cur_pkt_size for the Result line (the configured size when fixed,
