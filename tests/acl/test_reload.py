@@ -74,15 +74,18 @@ def test_invalid_edit_keeps_the_old_rules_and_reports_file_and_line(tmp_path, tu
         assert rules.classify(tutorial_batch).tolist() == [1, 1, 0, 2]
         error = rules.status()["last_error"]
         assert f'{path}:4: bad CIDR "111.2.0.300/31"' in error
-        assert any(r.levelname == "ERROR" and "keeping version 1" in r.getMessage()
-                   and "rules2.conf:4" in r.getMessage() for r in caplog.records)
+        assert _wait_for(lambda: any(r.levelname == "ERROR" and "keeping version 1"
+                                     in r.getMessage() and "rules2.conf:4" in r.getMessage()
+                                     for r in caplog.records))
         # Fixing the file loads it and clears the error.
         _write_by_rename(path, "ANY ANY ANY ANY ANY 2\n")
         assert _wait_for(lambda: rules.version == 2)
-        assert rules.status()["last_error"] is None
         assert rules.classify(tutorial_batch).tolist() == [2, 2, 2, 2]
-        assert any(r.levelname == "INFO" and "loaded version 2" in r.getMessage()
-                   for r in caplog.records)
+        # The watcher swaps the rules in first, then clears the error and logs: wait for
+        # those too rather than read them in the same instant as the swap.
+        assert _wait_for(lambda: rules.status()["last_error"] is None)
+        assert _wait_for(lambda: any(r.levelname == "INFO" and "loaded version 2"
+                                     in r.getMessage() for r in caplog.records))
         assert rules.status()["failed_reloads"] == 1
 
 
