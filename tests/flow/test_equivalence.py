@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tests.flow.conftest import udp_frame
+from tests.memrig import udp_frame
 
 NPORTS = 6  # port 0 receives, ports 1..5 are outputs
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.flow.conftest import node, packet_number, udp_frame
+from tests.memrig import node, packet_number, udp_frame
 
 MODES = ["compiled", "interpreted"]
 

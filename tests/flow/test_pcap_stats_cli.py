@@ -13,7 +13,7 @@ from scapy.utils import rdpcap, wrpcap
 from pktflow import flow
 from pktflow.flow import FlowConfig, System
 from pktflow.flow.stats import prometheus
-from tests.flow.conftest import assert_conserved, node, packet_number, udp_frame
+from tests.memrig import assert_conserved, node, packet_number, udp_frame
 
 
 def ttl_to_7(pkt):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pktflow.packet import meta as M
-from tests.flow.conftest import node, udp_frame
+from tests.memrig import node, udp_frame
 
 pytestmark = pytest.mark.skipif(
     len(__import__("os").sched_getaffinity(0)) < 2, reason="scaling needs two cores")

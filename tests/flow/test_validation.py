@@ -9,7 +9,7 @@ import pytest
 
 from pktflow.flow import FlowConfig, FlowError, System
 from pktflow.flow.config import ConfigError
-from tests.flow.conftest import node, packet_number, udp_frame
+from tests.memrig import node, packet_number, udp_frame
 
 
 def swap(pkt):

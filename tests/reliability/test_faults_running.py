@@ -5,7 +5,6 @@ wrong (stats or log), and every packet still ends in exactly one counter."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import struct
@@ -14,12 +13,9 @@ import time
 import pytest
 
 from pktflow.acl import L3Rules
-from pktflow.flow import FlowConfig, System
+from pktflow.flow import System
 from pktflow.packet.build import frame
-from pktflow.packet.pool import Batch
-from pktflow.ports.base import PortTable
-
-_names = itertools.count()
+from tests.memrig import Rig, assert_conserved
 
 
 def udp(k: int, src: str) -> bytes:
@@ -27,68 +23,19 @@ def udp(k: int, src: str) -> bytes:
                  udp={"src_port": 1000 + k % 5000, "dst_port": 53}, payload=bytes(20))
 
 
-class Wires:
-    """An NF System on memory ports 0..n-1 and the peer ends a test feeds and drains."""
-
-    def __init__(self, nports: int = 3, **config) -> None:
-        tag = f"rel{os.getpid()}_{next(_names)}"
-        specs = [f"{i}=mem:{tag}_{i},ring=65536" for i in range(nports)]
-        config.setdefault("pool_size", 16384)
-        config.setdefault("cores", 1)
-        self.nf = System(FlowConfig(**config), PortTable.from_specs(specs))
-        self.peer = PortTable.from_specs(specs)
-        for port in self.peer:
-            port.open(self.nf.pool)
-
-    def feed(self, port: int, frames: list[bytes]) -> None:
-        pool = self.nf.pool
-        for at in range(0, len(frames), 512):
-            chunk = frames[at:at + 512]
-            batch = pool.alloc(len(chunk))
-            for k, raw in enumerate(chunk):
-                pool.write(int(batch.idx[k]), raw)
-            assert self.peer[port].send(batch) == len(chunk)
-
-    def drain(self, port: int) -> list[bytes]:
-        pool, out = self.nf.pool, []
-        batch = Batch(pool, 1024)
-        while True:
-            batch.n = 0
-            if self.peer[port].recv(batch, 1024) == 0:
-                return out
-            out.extend(batch.frames())
-            pool.free(batch)
-
-    def wait_out(self, port: int, count: int, timeout: float = 20.0) -> list[bytes]:
-        got: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while len(got) < count and time.monotonic() < deadline:
-            got += self.drain(port)
-            time.sleep(0.01)
-        return got
-
-    def close(self) -> None:
-        self.nf.close()
-        self.peer.close()
-
-
 @pytest.fixture
 def wires():
-    made: list[Wires] = []
+    made: list[Rig] = []
 
-    def make(*args, **kwargs) -> Wires:
-        made.append(Wires(*args, **kwargs))
+    def make(nports: int = 3, **config) -> Rig:
+        config.setdefault("pool_size", 16384)
+        config.setdefault("cores", 1)
+        made.append(Rig(nports, **config))
         return made[-1]
 
     yield make
     for w in made:
         w.close()
-
-
-def conserved(nf: System) -> dict:
-    check = nf.check_conservation()
-    assert check["exact"] and check["balanced"], check
-    return check
 
 
 def rules_status(nf: System) -> dict:
@@ -119,8 +66,8 @@ def test_bad_rules_reload_keeps_the_old_rules_and_reports_it(wires, tmp_path):
             deadline = time.monotonic() + 10
             acc = rej = 0
             while acc + rej < n and time.monotonic() < deadline:
-                acc += len(w.drain(1))
-                rej += len(w.drain(2))
+                acc += len(w.collect(1))
+                rej += len(w.collect(2))
                 time.sleep(0.01)
             assert acc + rej == n
             return acc
@@ -156,7 +103,7 @@ def test_bad_rules_reload_keeps_the_old_rules_and_reports_it(wires, tmp_path):
     finally:
         rules.stop()
         final = w.nf.stop()
-    conserved(w.nf)
+    assert_conserved(w.nf)
     assert final["conservation"]["ended"]["sent"] == 200 * (len(bad_versions) + 2)
 
 
@@ -188,7 +135,7 @@ def test_handler_raising_on_some_packets_counts_them_and_goes_on(wires, mode):
         assert w.nf.running
     finally:
         final = w.nf.stop()
-    conserved(w.nf)
+    assert_conserved(w.nf)
     (handler,) = [n for n in final["nodes"] if n["op"] == "handler"]
     assert handler["path"] == mode
     assert handler["dropped"].get("handler-error") == poisoned
@@ -213,9 +160,9 @@ def test_pcap_ending_mid_record_plays_the_whole_records_and_stops(wires, tmp_pat
     f = w.nf.pcap_reader(str(path))
     w.nf.sender(f, 0)
     final = w.nf.run(20)  # ends by itself once the file is played
-    conserved(w.nf)
+    assert_conserved(w.nf)
     assert not w.nf.running
     assert final["conservation"]["ended"]["sent"] == 49
-    assert w.drain(0) == frames[:49]
+    assert w.collect(0) == frames[:49]
     (port,) = [p for p in final["ports"].values() if p["name"].startswith("pcap")]
     assert port["rx_errors"] == 1, port
